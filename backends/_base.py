@@ -1,0 +1,183 @@
+"""The primitive set every xent backend provides.
+
+The losses in :mod:`xent._losses` are written once, over the small set of
+primitives below. :class:`Backend` implements each primitive through an
+array-API namespace (``self.namespace(x)``), so a backend for a framework that
+follows the standard only says how to recognise its arrays and how to move data
+into it; the framework backends override the few primitives where a native
+kernel is faster or more exact, and say why next to the override.
+
+Arithmetic and comparisons (``+ - * / == < >= & | ~``) are written with Python
+operators in the front end; every supported framework overloads them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ClassVar
+
+Array = Any
+
+#: dtype names that xent treats as floating point, in the spelling every
+#: backend reports through :meth:`Backend.dtype_name`.
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+#: half types: computed with float32 accumulation, returned in their own dtype.
+HALF_DTYPES = ("float16", "bfloat16")
+INT_DTYPES = (
+    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+)
+
+
+class Backend:
+    """Base class of every backend: the primitives the losses are built from.
+
+    Subclasses set :attr:`name` (what ``xent.available_backends()`` lists) and
+    :attr:`module` (the framework's top-level module: the backend is consulted
+    only once that module is in ``sys.modules``, so detection never imports a
+    framework), and implement :meth:`is_array`. Everything else has a default
+    written against the array API standard.
+    """
+
+    name: ClassVar[str] = "?"
+    module: ClassVar[str | None] = None
+
+    # ----------------------------------------------------------------- identity
+    def is_array(self, x: Any) -> bool:
+        """Whether ``x`` is an array (or tracer) of this backend's framework."""
+        raise NotImplementedError
+
+    def namespace(self, x: Array) -> Any:
+        """The array-API namespace used by the default primitives."""
+        import array_api_compat
+
+        return array_api_compat.array_namespace(x)
+
+    def version(self) -> str:
+        """The framework's version string (for ``xent info``)."""
+        import importlib.metadata
+
+        try:
+            return importlib.metadata.version(self.module or self.name)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+    def devices(self) -> list[str]:
+        """Devices this framework can place arrays on (for ``xent info``)."""
+        return ["cpu"]
+
+    def __repr__(self) -> str:
+        return f"<xent backend {self.name!r}>"
+
+    # ------------------------------------------------------------ conversion
+    def asarray(self, x: Any, like: Array) -> Array:
+        """``x`` (a NumPy array, list or scalar) as an array of this framework,
+        on the device of ``like``; the dtype of ``x`` is kept."""
+        xp = self.namespace(like)
+        return xp.asarray(x, device=self.device(like))
+
+    def device(self, x: Array) -> Any:
+        import array_api_compat
+
+        return array_api_compat.device(x)
+
+    def dtype_name(self, x: Array) -> str:
+        """The dtype of ``x`` as a plain string: ``"float32"``, ``"int64"``, ``"bool"``..."""
+        return str(x.dtype).rsplit(".", 1)[-1]
+
+    def cast(self, x: Array, dtype: str) -> Array:
+        """``x`` in the dtype named ``dtype`` (a no-op where it already is)."""
+        if self.dtype_name(x) == dtype:
+            return x
+        xp = self.namespace(x)
+        return xp.astype(x, getattr(xp, dtype))
+
+    def shape(self, x: Array) -> tuple[int | None, ...]:
+        """The static shape; ``None`` for a dimension unknown at trace time."""
+        return tuple(x.shape)
+
+    def can_inspect(self, x: Array) -> bool:
+        """Whether values of ``x`` can be read on the host now, cheaply and
+        without breaking a trace: eager and on the CPU. Out-of-range labels
+        raise where this holds, and become NaN losses where it does not."""
+        return True
+
+    def to_numpy(self, x: Array) -> Any:
+        import numpy as np
+
+        return np.asarray(x)
+
+    def errstate(self) -> contextlib.AbstractContextManager[Any]:
+        """A context in which IEEE special values raise no warnings."""
+        return contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ math
+    def where(self, cond: Array, a: Array | float, b: Array | float) -> Array:
+        xp = self.namespace(cond)
+        return xp.where(cond, a, b)
+
+    def sum(self, x: Array, axis: int | None = None, keepdims: bool = False) -> Array:
+        return self.namespace(x).sum(x, axis=axis, keepdims=keepdims)
+
+    def max(self, x: Array, axis: int, keepdims: bool = False) -> Array:
+        return self.namespace(x).max(x, axis=axis, keepdims=keepdims)
+
+    def exp(self, x: Array) -> Array:
+        return self.namespace(x).exp(x)
+
+    def log(self, x: Array) -> Array:
+        return self.namespace(x).log(x)
+
+    def log1p(self, x: Array) -> Array:
+        return self.namespace(x).log1p(x)
+
+    def abs(self, x: Array) -> Array:
+        return self.namespace(x).abs(x)
+
+    def clip(self, x: Array, lo: float, hi: float) -> Array:
+        return self.namespace(x).clip(x, lo, hi)
+
+    def expand_dims(self, x: Array, axis: int) -> Array:
+        return self.namespace(x).expand_dims(x, axis=axis)
+
+    def ones_like(self, x: Array) -> Array:
+        return self.namespace(x).ones_like(x)
+
+    def reshape(self, x: Array, shape: tuple[int, ...]) -> Array:
+        return self.namespace(x).reshape(x, shape)
+
+    def stop_gradient(self, x: Array) -> Array:
+        """``x`` with no gradient flowing back through it (identity without autodiff)."""
+        return x
+
+    def take(self, table: Array, index: Array) -> Array:
+        """``table[index]`` for a 1-D ``table`` and an integer array ``index``."""
+        xp = self.namespace(table)
+        flat = xp.reshape(index, (-1,))
+        return xp.reshape(xp.take(table, flat), tuple(index.shape))
+
+    def take_along_axis(self, x: Array, index: Array, axis: int) -> Array:
+        """``x`` gathered at ``index`` (same rank as ``x``, size 1 along ``axis``)."""
+        return self.namespace(x).take_along_axis(x, index, axis=axis)
+
+    def softplus(self, x: Array) -> Array:
+        """``log(1 + exp(x))``, exact for every finite ``x`` and its limits at ±inf."""
+        xp = self.namespace(x)
+        return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+    def log_softmax(self, z: Array, axis: int) -> Array:
+        """``z - logsumexp(z)`` along ``axis``, computed as ``(z - m) - log Σ exp(z - m)``."""
+        shifted = z - self.stop_gradient(self.max(z, axis, keepdims=True))
+        return shifted - self.log(self.sum(self.exp(shifted), axis, keepdims=True))
+
+    def nll(self, z: Array, labels: Array, axis: int) -> Array:
+        """``-log_softmax(z)[labels]`` along ``axis``; every label is in ``[0, C)``.
+
+        Computed as ``log Σ exp(z - m) - (z_y - m)`` with ``m`` the row max, which
+        keeps the difference ``z_y - m`` exact instead of rounding a large
+        ``logsumexp`` before subtracting ``z_y``.
+        """
+        m = self.stop_gradient(self.max(z, axis, keepdims=True))
+        shifted = z - m
+        log_s = self.log(self.sum(self.exp(shifted), axis))
+        picked = self.take_along_axis(shifted, self.expand_dims(labels, axis), axis)
+        return log_s - self.sum(picked, axis)

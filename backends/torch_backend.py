@@ -1,0 +1,106 @@
+"""PyTorch: autograd, torch.compile(fullgraph=True), every device torch has.
+
+Native kernels used, each inside the envelope where its semantics match xent's:
+``F.cross_entropy(reduction="none")`` for the sparse negative log-likelihood (the
+front end hands it only in-range labels, and applies class weights, smoothing,
+masks and reductions itself, so torch's NaN for an all-ignored mean and its
+IndexError never surface), ``F.log_softmax`` and ``F.logsigmoid``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ._base import Array, Backend
+
+_DTYPES = {
+    "float16": torch.float16, "bfloat16": torch.bfloat16,
+    "float32": torch.float32, "float64": torch.float64,
+    "int8": torch.int8, "int16": torch.int16, "int32": torch.int32,
+    "int64": torch.int64, "uint8": torch.uint8, "bool": torch.bool,
+}
+
+
+def _is_batched(x: Array) -> bool:
+    """A torch.func (vmap/grad) wrapped tensor, whose values cannot be read."""
+    checker = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(checker is not None and checker(x))
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    module = "torch"
+
+    def is_array(self, x: Any) -> bool:
+        return isinstance(x, torch.Tensor)
+
+    def namespace(self, x: Array) -> Any:
+        import array_api_compat.torch as xp
+
+        return xp
+
+    def version(self) -> str:
+        return torch.__version__
+
+    def devices(self) -> list[str]:
+        found = ["cpu"]
+        if torch.cuda.is_available():
+            found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            found.append("mps")
+        return found
+
+    def asarray(self, x: Any, like: Array) -> Array:
+        return torch.as_tensor(x, device=like.device)
+
+    def device(self, x: Array) -> Any:
+        return x.device
+
+    def dtype_name(self, x: Array) -> str:
+        return str(x.dtype).removeprefix("torch.")
+
+    def cast(self, x: Array, dtype: str) -> Array:
+        return x.to(_DTYPES[dtype])
+
+    def can_inspect(self, x: Array) -> bool:
+        return (
+            x.device.type == "cpu"
+            and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing()
+            and not _is_batched(x)
+        )
+
+    def to_numpy(self, x: Array) -> Any:
+        return x.detach().cpu().numpy()
+
+    def where(self, cond: Array, a: Array | float, b: Array | float) -> Array:
+        return torch.where(cond, a, b)
+
+    def sum(self, x: Array, axis: int | None = None, keepdims: bool = False) -> Array:
+        if axis is None:
+            return torch.sum(x)
+        return torch.sum(x, dim=axis, keepdim=keepdims)
+
+    def stop_gradient(self, x: Array) -> Array:
+        return x.detach()
+
+    def take(self, table: Array, index: Array) -> Array:
+        return table[index]
+
+    def softplus(self, x: Array) -> Array:
+        # F.softplus returns x itself above its threshold (20): off by up to
+        # 2e-9, more than an ulp in float64. -logsigmoid(-x) is exact.
+        return -F.logsigmoid(-x)
+
+    def log_softmax(self, z: Array, axis: int) -> Array:
+        return F.log_softmax(z, dim=axis)
+
+    def nll(self, z: Array, labels: Array, axis: int) -> Array:
+        # torch's fused kernel wants the class axis at dim 1 (dim 0 when unbatched)
+        # and int64 (or uint8) targets.
+        if z.ndim > 1 and axis != 1:
+            z = torch.movedim(z, axis, 1)
+        return F.cross_entropy(z, labels.long(), reduction="none")

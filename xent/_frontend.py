@@ -1,0 +1,364 @@
+"""The front end, written once: input conversion, validation, masks and reductions.
+
+Every loss in :mod:`xent._losses` goes through these helpers, so argument
+checks, error messages, label handling, weighting and reductions behave the
+same for every loss and every backend.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from xent._registry import backend_for
+from xent.backends import Backend
+from xent.backends._base import FLOAT_DTYPES, HALF_DTYPES, INT_DTYPES
+
+Reduction = Literal["none", "sum", "mean"]
+REDUCTIONS = ("none", "sum", "mean")
+Array = Any
+
+
+def _is_host_data(x: Any) -> bool:
+    """Python numbers and (nested) lists/tuples, and NumPy arrays: data on the host
+    that follows the predictions' framework and device."""
+    return isinstance(x, (numbers.Number, list, tuple, np.ndarray, np.generic))
+
+
+def _framework_name(x: Any) -> str:
+    backend = backend_for(x)
+    return backend.name if backend is not None else type(x).__module__.split(".")[0]
+
+
+@dataclass
+class Predictions:
+    """The predictions of one call, ready for computing.
+
+    ``value`` is in ``compute_dtype`` (float32 for half inputs); results are cast
+    back to ``dtype``.
+    """
+
+    backend: Backend
+    value: Array
+    dtype: str
+    compute_dtype: str
+    shape: tuple[int | None, ...]
+    name: str
+
+    def finish(self, x: Array) -> Array:
+        return self.backend.cast(x, self.dtype)
+
+
+def predictions(x: Any, name: str) -> Predictions:
+    """Dispatch on the predictions and validate that they are floating point."""
+    if isinstance(x, (numbers.Number, list, tuple)):
+        x = np.asarray(x)
+        if x.dtype.kind in "biu":  # Python numbers are accepted: ints become floats
+            x = x.astype(np.float64)
+    backend = backend_for(x)
+    if backend is None:
+        raise TypeError(
+            f"{name} has unsupported type {type(x).__module__}.{type(x).__qualname__}. "
+            f"Pass a NumPy array, a PyTorch/TensorFlow/JAX tensor, an array-API array or "
+            f"a Python list of numbers, or register a backend with xent.register_backend."
+        )
+    dtype = backend.dtype_name(x)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be floating point (float16, bfloat16, float32 or float64); "
+            f"received {name}.dtype={dtype}. Cast it first, e.g. to float32."
+        )
+    compute = "float32" if dtype in HALF_DTYPES else dtype
+    return Predictions(backend, backend.cast(x, compute), dtype, compute, backend.shape(x), name)
+
+
+def _same_framework(p: Predictions, x: Any, name: str) -> Array:
+    """``x`` as an array of the predictions' framework, on their device."""
+    be = p.backend
+    if _is_host_data(x):
+        if be.name == "numpy":
+            return np.asarray(x)
+        return be.asarray(np.asarray(x), like=p.value)
+    owner = backend_for(x)
+    if owner is not be:
+        raise TypeError(
+            f"{name} is a {_framework_name(x)} array but {p.name} is a {be.name} array; "
+            f"pass both from the same framework (NumPy arrays and Python lists are "
+            f"moved to {p.name}'s framework automatically)."
+        )
+    return x
+
+
+def _check_shapes_match(
+    got: tuple[int | None, ...], want: tuple[int | None, ...], message: str
+) -> None:
+    ok = len(got) == len(want) and all(
+        a is None or b is None or a == b for a, b in zip(got, want)
+    )
+    if not ok:
+        raise ValueError(message)
+
+
+def float_labels(p: Predictions, labels: Any, name: str = "labels") -> Array:
+    """Real-valued labels of exactly the predictions' shape, in the compute dtype."""
+    host = _is_host_data(labels)
+    y = _same_framework(p, labels, name)
+    be = p.backend
+    dtype = be.dtype_name(y)
+    if not (dtype in FLOAT_DTYPES or dtype in INT_DTYPES or dtype == "bool"):
+        raise TypeError(f"{name} must be real numbers; received {name}.dtype={dtype}")
+    shape = be.shape(y)
+    _check_shapes_match(
+        shape,
+        p.shape,
+        f"{name} must have the same shape as {p.name}. "
+        f"Received: {p.name}.shape={p.shape}, {name}.shape={shape}",
+    )
+    if host and dtype == "bool":
+        y = np.asarray(y, dtype=np.float32) if be.name == "numpy" else be.cast(y, "float32")
+    return be.cast(y, p.compute_dtype)
+
+
+def normalize_axis(p: Predictions, axis: Any) -> int:
+    ndim = len(p.shape)
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise ValueError(f"axis must be an integer; received axis={axis!r}")
+    if ndim == 0:
+        raise ValueError(
+            f"{p.name} needs a class axis, so at least one dimension; "
+            f"received {p.name}.shape={p.shape}"
+        )
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"axis={axis} is out of range for {p.name}.shape={p.shape} ({ndim} dimensions)"
+        )
+    return int(axis) % ndim
+
+
+def num_classes(p: Predictions, axis: int) -> int:
+    c = p.shape[axis]
+    if c is None:
+        raise ValueError(
+            f"the class axis of {p.name} must have a static size; "
+            f"received {p.name}.shape={p.shape}, axis={axis}"
+        )
+    if c == 0:
+        raise ValueError(f"{p.name} has no classes: {p.name}.shape={p.shape}, axis={axis}")
+    return c
+
+
+def check_smoothing(label_smoothing: Any) -> float:
+    try:
+        alpha = float(label_smoothing)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"label_smoothing must be a number in [0, 1); received label_smoothing={label_smoothing!r}"
+        ) from None
+    if not 0.0 <= alpha < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1); received label_smoothing={alpha}")
+    return alpha
+
+
+def check_epsilon(epsilon: Any) -> float:
+    try:
+        eps = float(epsilon)
+    except (TypeError, ValueError):
+        raise ValueError(f"epsilon must be a number in [0, 0.5); received epsilon={epsilon!r}") from None
+    if not 0.0 <= eps < 0.5:
+        raise ValueError(f"epsilon must be in [0, 0.5); received epsilon={eps}")
+    return eps
+
+
+def check_reduction(reduction: Any) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"reduction must be one of {REDUCTIONS}; received reduction={reduction!r}"
+        )
+    return reduction
+
+
+def broadcast_operand(
+    p: Predictions, x: Any, name: str, target: tuple[int | None, ...], target_name: str
+) -> Array:
+    """A real array (``weights``, ``pos_weight``) that must broadcast to ``target``
+    without enlarging it, in the compute dtype."""
+    arr = _same_framework(p, x, name)
+    be = p.backend
+    dtype = be.dtype_name(arr)
+    if not (dtype in FLOAT_DTYPES or dtype in INT_DTYPES or dtype == "bool"):
+        raise TypeError(f"{name} must be real numbers; received {name}.dtype={dtype}")
+    shape = be.shape(arr)
+    ok = len(shape) <= len(target) and all(
+        a is None or b is None or a == 1 or a == b
+        for a, b in zip(reversed(shape), reversed(target))
+    )
+    if not ok:
+        raise ValueError(
+            f"{name} must broadcast to {target_name} {target}. "
+            f"Received: {name}.shape={shape}, {p.name}.shape={p.shape}"
+        )
+    return be.cast(arr, p.compute_dtype)
+
+
+def class_weight_vector(p: Predictions, class_weights: Any, num: int) -> Array:
+    w = _same_framework(p, class_weights, "class_weights")
+    be = p.backend
+    shape = be.shape(w)
+    if len(shape) != 1 or shape[0] not in (num, None):
+        raise ValueError(
+            f"class_weights must have shape ({num},), one weight per class. "
+            f"Received: class_weights.shape={shape}, {p.name}.shape={p.shape}"
+        )
+    return be.cast(w, p.compute_dtype)
+
+
+def along_axis(p: Predictions, vector: Array, axis: int) -> Array:
+    """A length-C vector shaped to broadcast along ``axis`` of the predictions."""
+    shape = [1] * len(p.shape)
+    shape[axis] = -1
+    return p.backend.reshape(vector, tuple(shape))
+
+
+def xlogy(be: Backend, weight: Array, value: Array) -> Array:
+    """``weight * value`` that is 0 where ``weight`` is 0, even if ``value`` is ±inf.
+
+    The inner ``where`` keeps the gradient finite too: no ``0 * inf`` is formed,
+    forward or backward.
+    """
+    return weight * be.where(weight == 0, 0.0, value)
+
+
+@dataclass
+class SparseLabels:
+    """Integer labels made safe to gather with.
+
+    ``safe`` holds every label in ``[0, C)`` (ignored and out-of-range entries
+    replaced by 0); ``keep`` marks entries that are not ``ignore_index`` (None if
+    there is no ignore_index); ``bad`` marks out-of-range entries that could not
+    be checked eagerly (None where they were checked, or cannot occur).
+    """
+
+    safe: Array
+    keep: Array | None
+    bad: Array | None
+
+
+def _raise_out_of_range(values: np.ndarray, num: int, ignore_index: int | None) -> None:
+    bad = (values < 0) | (values >= num)
+    if ignore_index is not None:
+        bad &= values != ignore_index
+    if bad.any():
+        shown = np.unique(values[bad])
+        listed = ", ".join(str(v) for v in shown[:10]) + (", ..." if shown.size > 10 else "")
+        extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+        raise ValueError(
+            f"labels must be class ids in [0, {num}){extra}; received out-of-range "
+            f"label values: {listed} ({int(bad.sum())} entries)"
+        )
+
+
+def sparse_labels(
+    p: Predictions, labels: Any, axis: int, num: int, ignore_index: Any
+) -> SparseLabels:
+    """Validate integer class ids against the predictions and make them safe."""
+    be = p.backend
+    if ignore_index is not None and (
+        isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)
+    ):
+        raise TypeError(f"ignore_index must be an integer or None; received ignore_index={ignore_index!r}")
+    host = _is_host_data(labels)
+    if host:
+        labels = np.asarray(labels)
+        if labels.size == 0 and labels.dtype.kind == "f":
+            labels = labels.astype(np.int64)  # an empty Python list
+    y = _same_framework(p, labels, "labels")
+    dtype = be.dtype_name(y)
+    if dtype not in INT_DTYPES:
+        raise TypeError(
+            f"labels must be integer class ids; received labels.dtype={dtype}. "
+            f"For probabilities or one-hot labels use softmax_cross_entropy; "
+            f"otherwise cast the labels to an integer dtype."
+        )
+    expected = p.shape[:axis] + p.shape[axis + 1 :]
+    shape = be.shape(y)
+    _check_shapes_match(
+        shape,
+        expected,
+        f"labels.shape must be {p.name}.shape without the class axis ({axis}), i.e. "
+        f"{expected}. Received: {p.name}.shape={p.shape}, labels.shape={shape}",
+    )
+    # Check on the host where that is free of syncs and traces; elsewhere mark.
+    checked = host or be.can_inspect(y)
+    if checked:
+        values = labels if host else be.to_numpy(y)
+        if values.size and (values.min() < 0 or values.max() >= num):
+            _raise_out_of_range(values, num, ignore_index)
+    keep = None if ignore_index is None else (y != ignore_index)
+    bad = None if checked else ((y < 0) | (y >= num))
+    if bad is not None and keep is not None:
+        bad = bad & keep
+    usable = keep if bad is None else (~bad if keep is None else keep & ~bad)
+    if usable is None:
+        return SparseLabels(y, None, None)
+    safe = be.where(usable, y, 0)
+    return SparseLabels(safe, keep, bad)
+
+
+def reduce(
+    p: Predictions,
+    loss: Array,
+    reduction: str,
+    *,
+    weights: Array | None = None,
+    class_weight: Array | None = None,
+    keep: Array | None = None,
+    bad: Array | None = None,
+) -> Array:
+    """Apply sample weights, masks and the reduction; return in the predictions' dtype.
+
+    Args:
+      loss: per-element loss in the compute dtype, class weights already applied.
+      weights: sample weights broadcastable to ``loss``; they multiply it.
+      class_weight: the class weight of each entry's label (already inside
+        ``loss``); counted in the mean's denominator.
+      keep: entries not ignored (their loss becomes 0), or None.
+      bad: out-of-range labels found under tracing (their loss becomes NaN).
+
+    ``"mean"`` is ``Σ loss / Σ W`` with ``W = weights · class_weight · keep``; a
+    zero total gives 0 with a zero gradient.
+    """
+    be = p.backend
+    if weights is not None:
+        loss = xlogy(be, weights, loss)
+    if keep is not None:
+        loss = be.where(keep, loss, 0.0)
+    if bad is not None:
+        loss = be.where(bad, math.nan, loss)
+    if reduction == "none":
+        return p.finish(loss)
+    total = be.sum(loss)
+    if reduction == "sum":
+        return p.finish(total)
+    if weights is None and class_weight is None and keep is None:
+        count = _static_size(be.shape(loss))
+        if count is not None:
+            return p.finish(total / count if count else total * 0.0)
+    den = be.ones_like(loss)
+    for factor in (weights, class_weight):
+        if factor is not None:
+            den = den * factor
+    if keep is not None:
+        den = be.where(keep, den, 0.0)
+    den = be.sum(den)
+    empty = den == 0
+    return p.finish(be.where(empty, 0.0, total / be.where(empty, 1.0, den)))
+
+
+def _static_size(shape: tuple[int | None, ...]) -> int | None:
+    if any(d is None for d in shape):
+        return None
+    return math.prod(shape)  # type: ignore[arg-type]

@@ -1,0 +1,358 @@
+"""The six cross-entropy losses, each written once over the backend primitives.
+
+Every function dispatches on the type of its predictions, so the result is an
+array of the caller's framework, on the caller's device, differentiable by that
+framework's autodiff. Half-precision inputs are computed in float32 and returned
+in their own dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xent import _frontend as fe
+from xent._frontend import Reduction
+
+Array = Any
+
+
+def softmax_cross_entropy(
+    logits: Array,
+    labels: Array,
+    *,
+    axis: int = -1,
+    label_smoothing: float = 0.0,
+    weights: Array | None = None,
+    reduction: Reduction = "none",
+) -> Array:
+    r"""Softmax cross-entropy between logits and soft (dense) labels.
+
+    ``loss = -Σ_c y'_c · log_softmax(logits)_c`` along ``axis``, with
+    ``y' = (1 - α)·y + α/C`` for ``label_smoothing = α`` and ``C`` classes.
+    Labels need not sum to 1. A class whose label weight ``y'_c`` is 0
+    contributes nothing, even where its logit is ``-inf`` (tf.nn and optax give
+    NaN there). TensorFlow's ``softmax_cross_entropy_with_logits``, optax's
+    ``softmax_cross_entropy`` and torch's ``cross_entropy`` with probability
+    targets compute the same values elsewhere.
+
+    Args:
+      logits: ``[..., num_classes, ...]`` floating point, any real values.
+      labels: same shape as ``logits``; real, e.g. probabilities or one-hot.
+        Gradients flow into them.
+      axis: the class axis of ``logits``.
+      label_smoothing: ``α`` in ``[0, 1)``.
+      weights: sample weights broadcastable to the loss shape (``logits`` without
+        ``axis``); they multiply the per-element loss.
+      reduction: ``"none"`` (per-element losses), ``"sum"``, or ``"mean"``
+        (``Σ loss / Σ weights``; 0 when the total weight is 0).
+
+    Returns:
+      The loss in the dtype of ``logits``: shape ``logits.shape`` without
+      ``axis`` for ``"none"``, a scalar otherwise.
+
+    Raises:
+      ValueError: shape mismatch, bad ``axis``, ``reduction`` or ``label_smoothing``.
+      TypeError: non-floating logits, labels from another framework.
+
+    >>> import numpy as np, xent
+    >>> logits = np.array([[2, 0.5, 1], [0.1, 1, 3]], dtype=np.float32)
+    >>> labels = np.array([[0.2, 0.3, 0.5], [0.1, 0.6, 0.3]], dtype=np.float32)
+    >>> xent.softmax_cross_entropy(logits, labels)
+    array([1.4143689, 1.6642545], dtype=float32)
+    """
+    p = fe.predictions(logits, "logits")
+    axis = fe.normalize_axis(p, axis)
+    num = fe.num_classes(p, axis)
+    alpha = fe.check_smoothing(label_smoothing)
+    fe.check_reduction(reduction)
+    be = p.backend
+    y = fe.float_labels(p, labels)
+    loss_shape = p.shape[:axis] + p.shape[axis + 1 :]
+    w = None if weights is None else fe.broadcast_operand(p, weights, "weights", loss_shape, "the loss shape")
+    with be.errstate():
+        if alpha:
+            y = y * (1.0 - alpha) + alpha / num
+        # Shared math, not tf.nn/torch's fused kernels: both give NaN for a -inf
+        # logit under a zero label, where the loss is finite.
+        loss = -be.sum(fe.xlogy(be, y, be.log_softmax(p.value, axis)), axis)
+        return fe.reduce(p, loss, reduction, weights=w)
+
+
+def sparse_softmax_cross_entropy(
+    logits: Array,
+    labels: Array,
+    *,
+    axis: int = -1,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    class_weights: Array | None = None,
+    weights: Array | None = None,
+    reduction: Reduction = "none",
+) -> Array:
+    r"""Softmax cross-entropy with integer class labels.
+
+    ``loss_i = -log_softmax(logits_i)[y_i]``; with class weights ``w`` and
+    smoothing ``α`` it is, as in ``torch.nn.functional.cross_entropy``,
+    ``(1-α)·w[y_i]·(-log p_{i,y_i}) + (α/C)·Σ_c w_c·(-log p_{i,c})``.
+
+    Args:
+      logits: ``[..., num_classes, ...]`` floating point.
+      labels: integer class ids in ``[0, C)`` (any integer dtype), shape =
+        ``logits.shape`` without ``axis``.
+      axis: the class axis of ``logits``; any axis, not only the last.
+      ignore_index: a label value whose entries get loss 0 and weight 0.
+      label_smoothing: ``α`` in ``[0, 1)``.
+      class_weights: ``[num_classes]`` weights, one per class.
+      weights: sample weights broadcastable to the loss shape.
+      reduction: ``"none"``, ``"sum"``, or ``"mean"`` = ``Σ loss_i / Σ W_i`` with
+        ``W_i`` = sample weight × class weight of the label × (not ignored);
+        0 (with zero gradient) when every entry is ignored.
+
+    Returns:
+      The loss in the dtype of ``logits``: shape ``labels.shape`` for ``"none"``,
+      a scalar otherwise.
+
+    Raises:
+      ValueError: shape mismatch, bad ``axis``/``reduction``/``label_smoothing``/
+        ``class_weights``, and labels outside ``[0, C)`` (not ``ignore_index``)
+        when running eagerly on the CPU. Under jax.jit, tf.function,
+        torch.compile or on an accelerator those entries give NaN instead.
+      TypeError: non-integer labels, non-floating logits, mixed frameworks.
+
+    >>> import numpy as np, xent
+    >>> logits = np.array([[2.0, 0.5, 1.0], [0.1, 1.0, 3.0]])
+    >>> xent.sparse_softmax_cross_entropy(logits, [0, 2]).round(6)
+    array([0.464359, 0.17425 ])
+    >>> float(xent.sparse_softmax_cross_entropy(logits, [0, -100], ignore_index=-100,
+    ...                                         reduction="mean").round(6))
+    0.464359
+    """
+    p = fe.predictions(logits, "logits")
+    axis = fe.normalize_axis(p, axis)
+    num = fe.num_classes(p, axis)
+    alpha = fe.check_smoothing(label_smoothing)
+    fe.check_reduction(reduction)
+    be = p.backend
+    y = fe.sparse_labels(p, labels, axis, num, ignore_index)
+    cw = None if class_weights is None else fe.class_weight_vector(p, class_weights, num)
+    loss_shape = p.shape[:axis] + p.shape[axis + 1 :]
+    w = None if weights is None else fe.broadcast_operand(p, weights, "weights", loss_shape, "the loss shape")
+    with be.errstate():
+        class_w = None if cw is None else be.take(cw, y.safe)
+        if alpha:
+            logp = be.log_softmax(p.value, axis)
+            nll = -be.sum(be.take_along_axis(logp, be.expand_dims(y.safe, axis), axis), axis)
+            if cw is None:
+                smooth = -be.sum(logp, axis)
+            else:
+                smooth = -be.sum(fe.xlogy(be, fe.along_axis(p, cw, axis), logp), axis)
+                nll = fe.xlogy(be, class_w, nll)
+            loss = (1.0 - alpha) * nll + (alpha / num) * smooth
+        else:
+            # Fused native kernel where the backend has one (torch, TF): it only
+            # ever sees in-range labels; masks and weights are applied here.
+            loss = be.nll(p.value, y.safe, axis)
+            if class_w is not None:
+                loss = fe.xlogy(be, class_w, loss)
+        return fe.reduce(
+            p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad
+        )
+
+
+def sigmoid_cross_entropy(
+    logits: Array,
+    labels: Array,
+    *,
+    pos_weight: Array | None = None,
+    label_smoothing: float = 0.0,
+    weights: Array | None = None,
+    reduction: Reduction = "none",
+) -> Array:
+    r"""Elementwise sigmoid (binary) cross-entropy from logits.
+
+    ``loss = max(z, 0) - z·y' + log(1 + exp(-|z|))`` with ``y' = (1-α)·y + α/2``,
+    computed as ``p·y'·softplus(-z) + (1-y')·softplus(z)`` (``p`` = ``pos_weight``,
+    as in ``torch.nn.functional.binary_cross_entropy_with_logits``), which has the
+    right limits at ``z = ±inf``: 0 where the label agrees, ``inf`` where it does
+    not (tf.nn, torch, optax and Keras return NaN there).
+
+    Args:
+      logits: ``[...]`` floating point.
+      labels: same shape, values in ``[0, 1]``.
+      pos_weight: weight of the positive term, broadcastable to ``logits``
+        (usually ``[num_classes]``, along the last axis).
+      label_smoothing: ``α`` in ``[0, 1)``.
+      weights: sample weights broadcastable to ``logits``.
+      reduction: ``"none"``, ``"sum"``, or ``"mean"`` (``Σ loss / Σ weights``).
+
+    Returns:
+      The loss in the dtype of ``logits``, shape ``logits.shape`` for ``"none"``.
+
+    >>> import numpy as np, xent
+    >>> xent.sigmoid_cross_entropy(np.array([12.0, 3.0, -np.inf]), np.array([1.0, 0.0, 0.0]))
+    array([6.14419348e-06, 3.04858735e+00, 0.00000000e+00])
+    """
+    p = fe.predictions(logits, "logits")
+    alpha = fe.check_smoothing(label_smoothing)
+    fe.check_reduction(reduction)
+    be = p.backend
+    y = fe.float_labels(p, labels)
+    pw = None if pos_weight is None else fe.broadcast_operand(p, pos_weight, "pos_weight", p.shape, "logits.shape")
+    w = None if weights is None else fe.broadcast_operand(p, weights, "weights", p.shape, "logits.shape")
+    with be.errstate():
+        if alpha:
+            y = y * (1.0 - alpha) + alpha / 2
+        z = p.value
+        # Shared math: every native kernel gives NaN at z = ±inf.
+        positive = fe.xlogy(be, y, be.softplus(-z))
+        if pw is not None:
+            positive = positive * pw
+        negative = fe.xlogy(be, 1.0 - y, be.softplus(z))
+        return fe.reduce(p, positive + negative, reduction, weights=w)
+
+
+def categorical_cross_entropy(
+    probs: Array,
+    labels: Array,
+    *,
+    axis: int = -1,
+    epsilon: float = 1e-7,
+    label_smoothing: float = 0.0,
+    weights: Array | None = None,
+    reduction: Reduction = "none",
+) -> Array:
+    r"""Cross-entropy from probabilities, as Keras 3 ``categorical_crossentropy``.
+
+    ``p ← p / Σ_c p_c`` along ``axis``, then ``p ← clip(p, ε, 1-ε)``, then
+    ``loss = -Σ_c y'_c · log p_c`` with ``y' = (1-α)·y + α/C``.
+
+    Args:
+      probs: ``[..., num_classes, ...]`` non-negative floating point.
+      labels: same shape as ``probs``, real.
+      axis: the class axis.
+      epsilon: the clipping constant ``ε`` in ``[0, 0.5)`` (Keras' 1e-7).
+      label_smoothing: ``α`` in ``[0, 1)``.
+      weights: sample weights broadcastable to the loss shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+
+    Returns:
+      The loss in the dtype of ``probs``: shape ``probs.shape`` without ``axis``
+      for ``"none"``, a scalar otherwise.
+
+    >>> import numpy as np, xent
+    >>> xent.categorical_cross_entropy(np.array([[0.05, 0.95, 0.0]]), np.array([[0.0, 1.0, 0.0]])).round(7)
+    array([0.0512933])
+    """
+    p = fe.predictions(probs, "probs")
+    axis = fe.normalize_axis(p, axis)
+    num = fe.num_classes(p, axis)
+    eps = fe.check_epsilon(epsilon)
+    alpha = fe.check_smoothing(label_smoothing)
+    fe.check_reduction(reduction)
+    be = p.backend
+    y = fe.float_labels(p, labels)
+    loss_shape = p.shape[:axis] + p.shape[axis + 1 :]
+    w = None if weights is None else fe.broadcast_operand(p, weights, "weights", loss_shape, "the loss shape")
+    with be.errstate():
+        if alpha:
+            y = y * (1.0 - alpha) + alpha / num
+        q = p.value / be.sum(p.value, axis, keepdims=True)
+        q = be.clip(q, eps, 1.0 - eps)
+        loss = -be.sum(fe.xlogy(be, y, be.log(q)), axis)
+        return fe.reduce(p, loss, reduction, weights=w)
+
+
+def sparse_categorical_cross_entropy(
+    probs: Array,
+    labels: Array,
+    *,
+    axis: int = -1,
+    epsilon: float = 1e-7,
+    ignore_index: int | None = None,
+    weights: Array | None = None,
+    reduction: Reduction = "none",
+) -> Array:
+    r"""Cross-entropy from probabilities and integer labels, as Keras 3 (TF backend).
+
+    ``p ← clip(p, ε, 1-ε)``, then ``loss = -log(p_y / Σ_c p_c)``: renormalised
+    *after* the clip, as Keras' TensorFlow backend does (its torch/JAX/NumPy
+    backends renormalise first; Keras disagrees with itself there).
+
+    Args:
+      probs: ``[..., num_classes, ...]`` non-negative floating point.
+      labels: integer class ids, shape = ``probs.shape`` without ``axis``.
+      axis: the class axis.
+      epsilon: the clipping constant ``ε`` in ``[0, 0.5)``.
+      ignore_index: a label value whose entries get loss 0 and weight 0.
+      weights: sample weights broadcastable to the loss shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+
+    Returns:
+      The loss in the dtype of ``probs``.
+
+    Raises:
+      ValueError, TypeError: as :func:`sparse_softmax_cross_entropy`.
+
+    >>> import numpy as np, xent
+    >>> probs = np.array([[0.05, 0.95, 0], [0.1, 0.8, 0.1]], dtype=np.float32)
+    >>> xent.sparse_categorical_cross_entropy(probs, [1, 2], reduction="mean")
+    np.float32(1.1769392)
+    """
+    p = fe.predictions(probs, "probs")
+    axis = fe.normalize_axis(p, axis)
+    num = fe.num_classes(p, axis)
+    eps = fe.check_epsilon(epsilon)
+    fe.check_reduction(reduction)
+    be = p.backend
+    y = fe.sparse_labels(p, labels, axis, num, ignore_index)
+    loss_shape = p.shape[:axis] + p.shape[axis + 1 :]
+    w = None if weights is None else fe.broadcast_operand(p, weights, "weights", loss_shape, "the loss shape")
+    with be.errstate():
+        # -log(p_y / Σp) is the softmax cross-entropy of log p: Keras' TF backend
+        # computes it that way too, so the fused sparse kernel serves here.
+        loss = be.nll(be.log(be.clip(p.value, eps, 1.0 - eps)), y.safe, axis)
+        return fe.reduce(p, loss, reduction, weights=w, keep=y.keep, bad=y.bad)
+
+
+def binary_cross_entropy(
+    probs: Array,
+    labels: Array,
+    *,
+    epsilon: float = 1e-7,
+    label_smoothing: float = 0.0,
+    weights: Array | None = None,
+    reduction: Reduction = "none",
+) -> Array:
+    r"""Elementwise binary cross-entropy from probabilities, as Keras 3.
+
+    ``p ← clip(p, ε, 1-ε)``, ``loss = -(y'·log p + (1-y')·log(1-p))`` with
+    ``y' = (1-α)·y + α/2``. Unlike Keras, no mean over the last axis.
+
+    Args:
+      probs: ``[...]`` floating point in ``[0, 1]``.
+      labels: same shape, values in ``[0, 1]``.
+      epsilon: the clipping constant ``ε`` in ``[0, 0.5)``.
+      label_smoothing: ``α`` in ``[0, 1)``.
+      weights: sample weights broadcastable to ``probs``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+
+    Returns:
+      The loss in the dtype of ``probs``, shape ``probs.shape`` for ``"none"``.
+
+    >>> import numpy as np, xent
+    >>> xent.binary_cross_entropy(np.array([0.0, 0.5], dtype=np.float32), np.array([1.0, 1.0]))
+    array([16.118095 ,  0.6931472], dtype=float32)
+    """
+    p = fe.predictions(probs, "probs")
+    eps = fe.check_epsilon(epsilon)
+    alpha = fe.check_smoothing(label_smoothing)
+    fe.check_reduction(reduction)
+    be = p.backend
+    y = fe.float_labels(p, labels)
+    w = None if weights is None else fe.broadcast_operand(p, weights, "weights", p.shape, "probs.shape")
+    with be.errstate():
+        if alpha:
+            y = y * (1.0 - alpha) + alpha / 2
+        q = be.clip(p.value, eps, 1.0 - eps)
+        loss = -(fe.xlogy(be, y, be.log(q)) + fe.xlogy(be, 1.0 - y, be.log(1.0 - q)))
+        return fe.reduce(p, loss, reduction, weights=w)
