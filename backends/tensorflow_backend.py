@@ -56,9 +56,9 @@ class TensorflowBackend(Backend):
 
     def where(self, cond: Array, a: Array | float, b: Array | float) -> Array:
         if isinstance(a, (int, float)):
-            a = tf.cast(a, b.dtype)
+            a = tf.constant(a, b.dtype)
         if isinstance(b, (int, float)):
-            b = tf.cast(b, a.dtype)
+            b = tf.constant(b, a.dtype)
         return tf.where(cond, a, b)
 
     def sum(self, x: Array, axis: int | None = None, keepdims: bool = False) -> Array:
@@ -80,7 +80,8 @@ class TensorflowBackend(Backend):
         return tf.abs(x)
 
     def clip(self, x: Array, lo: float, hi: float) -> Array:
-        return tf.clip_by_value(x, tf.cast(lo, x.dtype), tf.cast(hi, x.dtype))
+        # tf.constant, not tf.cast: casting a Python float goes through float32.
+        return tf.clip_by_value(x, tf.constant(lo, x.dtype), tf.constant(hi, x.dtype))
 
     def expand_dims(self, x: Array, axis: int) -> Array:
         return tf.expand_dims(x, axis)

@@ -1,0 +1,53 @@
+"""Backends as pytest parameters.
+
+``fw`` runs a test once per framework xent tests on; ``autodiff_fw`` once per
+framework with autodiff. ``XENT_TEST_BACKENDS=numpy,torch`` narrows the set;
+a backend named there that cannot be imported *fails* the test (a broken
+install is never silently skipped). Without the variable, frameworks that are
+not installed are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from xent.testing import framework, installed
+from xent.testing._frameworks import NAMES
+
+AUTODIFF = ("torch", "tensorflow", "jax")
+
+
+def _requested() -> tuple[list[str], bool]:
+    env = os.environ.get("XENT_TEST_BACKENDS", "").strip()
+    if env:
+        names = [n.strip() for n in env.split(",") if n.strip()]
+        unknown = set(names) - set(NAMES)
+        if unknown:
+            raise pytest.UsageError(f"XENT_TEST_BACKENDS names unknown backends {sorted(unknown)}; known: {NAMES}")
+        return names, True
+    return list(NAMES), False
+
+
+def _get(name: str):  # type: ignore[no-untyped-def]
+    names, strict = _requested()
+    if name not in names:
+        pytest.skip(f"{name} is not in XENT_TEST_BACKENDS")
+    if not installed(name):
+        if strict:
+            pytest.fail(f"backend {name!r} was requested in XENT_TEST_BACKENDS but cannot be imported")
+        pytest.skip(f"{name} is not installed")
+    return framework(name)
+
+
+@pytest.fixture(params=NAMES)
+def fw(request):  # type: ignore[no-untyped-def]
+    """Each framework xent runs on (NumPy, torch, TF, JAX, array_api_strict)."""
+    return _get(request.param)
+
+
+@pytest.fixture(params=AUTODIFF)
+def autodiff_fw(request):  # type: ignore[no-untyped-def]
+    """Each framework with autodiff and a compiler."""
+    return _get(request.param)
