@@ -1,0 +1,657 @@
+"""``xent bench``: xent against each framework's own loss, same inputs, same process.
+
+For every installed framework (NumPy, PyTorch, TensorFlow, JAX) and every cell
+of loss × size × dtype × forward / forward+backward × eager / compiled, the
+xent call and the native one are timed A/B interleaved (ABAB, then BABA, so
+drift hits both), each sample long enough for the clock, and the median of the
+per-pair ratios xent/native is reported with the median times, the per-call
+difference in microseconds and the peak memory each call takes beyond its
+inputs.
+
+Native anchors: ``torch.nn.functional.cross_entropy`` /
+``binary_cross_entropy_with_logits``; ``tf.nn.sparse_softmax_cross_entropy_with_logits``
+/ ``softmax_cross_entropy_with_logits`` / ``sigmoid_cross_entropy_with_logits``;
+``optax.losses.*``. Compiled means ``torch.compile``, ``tf.function(jit_compile=True)``
+and ``jax.jit``, applied to both sides. NumPy has no native loss: its anchor is the
+best straightforward NumPy formula (max-shift, exp, sum, log, gather), with
+``scipy.special.log_softmax`` + gather and one read of the logits (the memory
+bandwidth floor) measured alongside.
+
+Used by ``xent bench`` (through :func:`add_arguments` and :func:`run`) and by
+``python benchmarks/run.py``. matplotlib is imported only to draw ``--png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+import xent
+
+FULL_SIZES = [(32, 10), (256, 1000), (4096, 32000)]
+QUICK_SIZES = [(32, 10), (256, 1000)]
+LOSSES = ("sparse", "dense", "sigmoid")
+BACKENDS = ("numpy", "torch", "tensorflow", "jax")
+MODULES = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "optax"}
+
+Fn = Callable[[], Any]
+
+
+@dataclass
+class Cell:
+    backend: str
+    loss: str
+    n: int
+    c: int
+    dtype: str
+    mode: str  # "fwd" or "fwd+bwd"
+    compiled: bool
+    anchor: str = ""
+    native_ms: float = float("nan")
+    xent_ms: float = float("nan")
+    ratio: float = float("nan")
+    ratio_p25: float = float("nan")
+    ratio_p75: float = float("nan")
+    delta_us: float = float("nan")
+    native_mem_mb: float | None = None
+    xent_mem_mb: float | None = None
+    pairs: int = 0
+    calls_per_sample: int = 0
+    note: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def size(self) -> str:
+        return f"{self.n}x{self.c}"
+
+    def label(self) -> str:
+        kind = "jit" if self.compiled else "eager"
+        return f"{self.backend} {self.loss} {self.size} {self.dtype} {self.mode} {kind}"
+
+
+# ------------------------------------------------------------------ progress
+class Progress:
+    """A one-line progress bar on stderr (no dependencies)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done, self.enabled = total, 0, enabled and total > 0
+        self.start = time.perf_counter()
+
+    def show(self, text: str) -> None:
+        if not self.enabled:
+            return
+        width = 28
+        filled = int(width * self.done / self.total)
+        elapsed = time.perf_counter() - self.start
+        bar = "#" * filled + "." * (width - filled)
+        line = f"\r[{bar}] {self.done}/{self.total} {elapsed:5.0f}s  {text}"
+        sys.stderr.write(line[:110].ljust(110))
+        sys.stderr.flush()
+
+    def step(self, text: str = "") -> None:
+        self.done += 1
+        self.show(text)
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 110 + "\r")
+            sys.stderr.flush()
+
+
+# -------------------------------------------------------------------- timing
+def _once(f: Fn) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def time_ab(
+    xent_fn: Fn, native_fn: Fn, budget_s: float, min_pairs: int = 3, max_pairs: int = 200
+) -> dict[str, float]:
+    """Interleaved A/B timing: medians of per-call times and of the per-pair ratios.
+
+    Both functions are warmed up first (compiles happen there). Each sample runs
+    a function ``k`` times in a row, with ``k`` chosen so a sample lasts about a
+    millisecond; pairs alternate which side runs first.
+    """
+    for _ in range(2):
+        xent_fn()
+        native_fn()
+    ta, tb = _once(xent_fn), _once(native_fn)
+    k = max(1, min(1000, int(1e-3 / max(min(ta, tb), 1e-7))))
+    pairs = int(budget_s / max((ta + tb) * k, 1e-9))
+    pairs = max(min_pairs, min(max_pairs, pairs))
+    xs, ns, ratios = [], [], []
+    for i in range(pairs):
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        got = [0.0, 0.0]
+        for side in order:
+            f = xent_fn if side == 0 else native_fn
+            t0 = time.perf_counter()
+            for _ in range(k):
+                f()
+            got[side] = (time.perf_counter() - t0) / k
+        xs.append(got[0])
+        ns.append(got[1])
+        ratios.append(got[0] / got[1])
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return {
+        "xent_s": statistics.median(xs),
+        "native_s": statistics.median(ns),
+        "ratio": statistics.median(ratios),
+        "ratio_p25": q[0],
+        "ratio_p75": q[2],
+        "delta_s": statistics.median(a - b for a, b in zip(xs, ns)),
+        "pairs": pairs,
+        "k": k,
+    }
+
+
+# -------------------------------------------------------------------- memory
+def _rss_kb(field_name: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field_name):
+                return int(line.split()[1])
+    return -1
+
+
+def _rss_peak_mb(f: Fn) -> float | None:
+    """Peak resident memory during ``f()`` beyond what was resident before, in MB.
+
+    Linux only: the high-water mark is reset through ``/proc/self/clear_refs``.
+    It counts pages the process touched, so allocator pools that a framework
+    keeps from earlier calls are not counted again (a lower bound).
+    """
+    try:
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        before = _rss_kb("VmRSS:")
+        f()
+        peak = _rss_kb("VmHWM:")
+    except OSError:
+        return None
+    return max(0.0, (peak - before) / 1024)
+
+
+def _traced_peak_mb(f: Fn) -> float:
+    """Peak NumPy allocation during ``f()`` beyond what was allocated before, in MB
+    (NumPy reports its buffers to tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        f()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return max(0.0, (peak - before) / 2**20)
+
+
+# --------------------------------------------------------------------- inputs
+class Inputs:
+    """Random logits (std 2), labels, soft labels and sigmoid targets, float32."""
+
+    def __init__(self, n: int, c: int, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.logits = rng.standard_normal((n, c), dtype=np.float32) * np.float32(2)
+        self.labels = rng.integers(0, c, n)
+        soft = rng.random((n, c), dtype=np.float32)
+        soft /= soft.sum(axis=1, keepdims=True)
+        self.soft = soft
+        self.targets = rng.random((n, c), dtype=np.float32)
+
+
+def _xent_fn(loss: str) -> Callable[..., Any]:
+    if loss == "sparse":
+        return lambda z, y: xent.sparse_softmax_cross_entropy(z, y, reduction="mean")
+    if loss == "dense":
+        return lambda z, y: xent.softmax_cross_entropy(z, y, reduction="mean")
+    return lambda z, y: xent.sigmoid_cross_entropy(z, y, reduction="mean")
+
+
+def _second(inp: Inputs, loss: str) -> np.ndarray:
+    return {"sparse": inp.labels, "dense": inp.soft, "sigmoid": inp.targets}[loss]
+
+
+# ------------------------------------------------------------- per framework
+# Each builder returns (xent_fn, native_fn, anchor name); every fn runs one
+# call and blocks until its result (and gradient, for fwd+bwd) exists.
+
+
+def _build_numpy(cell: Cell, inp: Inputs) -> tuple[Fn, Fn, str]:
+    z, y = inp.logits, _second(inp, cell.loss)
+    f = _xent_fn(cell.loss)
+    return (lambda: f(z, y)), (lambda: _NUMPY_NATIVE[cell.loss](z, y)), "numpy formula"
+
+
+def _np_sparse(z: np.ndarray, y: np.ndarray) -> Any:
+    m = z.max(axis=-1, keepdims=True)
+    s = z - m
+    picked = s[np.arange(len(z)), y]
+    return np.mean(np.log(np.exp(s).sum(axis=-1)) - picked)
+
+
+def _np_dense(z: np.ndarray, p: np.ndarray) -> Any:
+    s = z - z.max(axis=-1, keepdims=True)
+    logp = s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    return np.mean(-(p * logp).sum(axis=-1))
+
+
+def _np_sigmoid(z: np.ndarray, t: np.ndarray) -> Any:
+    return np.mean(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z))))
+
+
+def _scipy_sparse(z: np.ndarray, y: np.ndarray) -> Any:
+    import scipy.special
+
+    return -np.mean(scipy.special.log_softmax(z, axis=-1)[np.arange(len(z)), y])
+
+
+_NUMPY_NATIVE = {"sparse": _np_sparse, "dense": _np_dense, "sigmoid": _np_sigmoid}
+
+
+def _build_torch(cell: Cell, inp: Inputs) -> tuple[Fn, Fn, str]:
+    import torch
+    import torch.nn.functional as F
+
+    dt = getattr(torch, cell.dtype)
+    z = torch.from_numpy(inp.logits).to(dt)
+    second = torch.from_numpy(_second(inp, cell.loss))
+    if cell.loss != "sparse":
+        second = second.to(dt)
+    if cell.loss == "sigmoid":
+        native: Callable[..., Any] = F.binary_cross_entropy_with_logits
+        anchor = "F.binary_cross_entropy_with_logits"
+    else:
+        native, anchor = F.cross_entropy, "F.cross_entropy"
+    mine = _xent_fn(cell.loss)
+    if cell.compiled:
+        torch._dynamo.reset()  # each cell compiles afresh (no recompile limit)
+        native, mine = torch.compile(native), torch.compile(mine)
+        anchor = f"torch.compile({anchor})"
+    if cell.mode == "fwd":
+        def fwd(f: Callable[..., Any]) -> Fn:
+            def call() -> Any:
+                with torch.no_grad():
+                    return f(z, second)
+            return call
+        return fwd(mine), fwd(native), anchor
+    zg = z.clone().requires_grad_(True)
+
+    def both(f: Callable[..., Any]) -> Fn:
+        def call() -> Any:
+            zg.grad = None
+            f(zg, second).backward()
+        return call
+    return both(mine), both(native), anchor
+
+
+def _build_tensorflow(cell: Cell, inp: Inputs) -> tuple[Fn, Fn, str]:
+    import tensorflow as tf
+
+    z = tf.cast(tf.constant(inp.logits), cell.dtype)
+    second = tf.constant(_second(inp, cell.loss))
+    if cell.loss != "sparse":
+        second = tf.cast(second, cell.dtype)
+    op, anchor = {
+        "sparse": (tf.nn.sparse_softmax_cross_entropy_with_logits, "tf.nn.sparse_softmax_cross_entropy_with_logits"),
+        "dense": (tf.nn.softmax_cross_entropy_with_logits, "tf.nn.softmax_cross_entropy_with_logits"),
+        "sigmoid": (tf.nn.sigmoid_cross_entropy_with_logits, "tf.nn.sigmoid_cross_entropy_with_logits"),
+    }[cell.loss]
+
+    def native(z: Any, y: Any) -> Any:
+        return tf.reduce_mean(op(labels=y, logits=z))
+
+    mine = _xent_fn(cell.loss)
+
+    def with_grad(f: Callable[..., Any]) -> Callable[..., Any]:
+        def g(z: Any, y: Any) -> Any:
+            with tf.GradientTape() as tape:
+                tape.watch(z)
+                loss = f(z, y)
+            return loss, tape.gradient(loss, z)
+        return g
+
+    fa, fb = (mine, native) if cell.mode == "fwd" else (with_grad(mine), with_grad(native))
+    if cell.compiled:
+        fa, fb = tf.function(fa, jit_compile=True), tf.function(fb, jit_compile=True)
+        anchor = f"tf.function(jit_compile=True)({anchor})"
+
+    def block(f: Callable[..., Any]) -> Fn:
+        def call() -> Any:
+            out = f(z, second)
+            loss = out if cell.mode == "fwd" else out[0]
+            return loss.numpy()  # TF CPU ops run synchronously; this only reads the scalar
+        return call
+    return block(fa), block(fb), anchor
+
+
+def _build_jax(cell: Cell, inp: Inputs) -> tuple[Fn, Fn, str]:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    z = jnp.asarray(inp.logits).astype(cell.dtype)
+    second = jnp.asarray(_second(inp, cell.loss))
+    if cell.loss != "sparse":
+        second = second.astype(cell.dtype)
+    op, anchor = {
+        "sparse": (optax.losses.softmax_cross_entropy_with_integer_labels, "optax...with_integer_labels"),
+        "dense": (optax.losses.softmax_cross_entropy, "optax.losses.softmax_cross_entropy"),
+        "sigmoid": (optax.losses.sigmoid_binary_cross_entropy, "optax.losses.sigmoid_binary_cross_entropy"),
+    }[cell.loss]
+
+    def native(z: Any, y: Any) -> Any:
+        return jnp.mean(op(z, y))
+
+    fa, fb = _xent_fn(cell.loss), native
+    if cell.mode == "fwd+bwd":
+        fa, fb = jax.value_and_grad(fa), jax.value_and_grad(fb)
+    if cell.compiled:
+        fa, fb = jax.jit(fa), jax.jit(fb)
+        anchor = f"jax.jit({anchor})"
+
+    def block(f: Callable[..., Any]) -> Fn:
+        return lambda: jax.block_until_ready(f(z, second))
+    return block(fa), block(fb), anchor
+
+
+BUILDERS = {
+    "numpy": _build_numpy,
+    "torch": _build_torch,
+    "tensorflow": _build_tensorflow,
+    "jax": _build_jax,
+}
+
+
+# ---------------------------------------------------------------------- plan
+def plan(args: argparse.Namespace) -> list[Cell]:
+    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    if args.sizes:
+        sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]  # type: ignore[misc]
+    backends = [b for b in (args.backends.split(",") if args.backends else BACKENDS)]
+    losses = args.losses.split(",") if args.losses else list(LOSSES)
+    cells = []
+    for backend in backends:
+        if importlib.util.find_spec(MODULES[backend]) is None:
+            continue
+        for n, c in sizes:
+            for loss in losses:
+                if backend == "numpy":
+                    cells.append(Cell(backend, loss, n, c, "float32", "fwd", False))
+                    continue
+                dtypes = ["float32"]
+                # bfloat16 for the sparse loss (the common training case); a full run
+                # would take too long on 2 cores with it everywhere.
+                if loss == "sparse" or args.all_dtypes:
+                    dtypes.append("bfloat16")
+                if args.quick:
+                    dtypes = ["float32"]
+                for dtype in dtypes:
+                    for compiled in (False, True):
+                        if compiled and args.quick and backend == "torch":
+                            continue  # torch.compile takes seconds per graph on a CPU
+                        for mode in ("fwd", "fwd+bwd"):
+                            cells.append(Cell(backend, loss, n, c, dtype, mode, compiled))
+    return cells
+
+
+def _budget(cell: Cell, quick: bool) -> float:
+    elements = cell.n * cell.c
+    if elements >= 10**7:
+        return 1.5
+    return 0.1 if quick else 0.25
+
+
+def _measure(cell: Cell, inp: Inputs, quick: bool) -> None:
+    xent_fn, native_fn, cell.anchor = BUILDERS[cell.backend](cell, inp)
+    min_pairs = 3 if cell.n * cell.c >= 10**7 else 5
+    r = time_ab(xent_fn, native_fn, _budget(cell, quick), min_pairs=min_pairs)
+    cell.xent_ms, cell.native_ms = r["xent_s"] * 1e3, r["native_s"] * 1e3
+    cell.ratio, cell.ratio_p25, cell.ratio_p75 = r["ratio"], r["ratio_p25"], r["ratio_p75"]
+    cell.delta_us = r["delta_s"] * 1e6
+    cell.pairs, cell.calls_per_sample = int(r["pairs"]), int(r["k"])
+    if cell.n * cell.c >= 10**5:
+        peak = _traced_peak_mb if cell.backend == "numpy" else _rss_peak_mb
+        cell.native_mem_mb, cell.xent_mem_mb = peak(native_fn), peak(xent_fn)
+
+
+def _numpy_extras(inp: Inputs, quick: bool) -> dict[str, float]:
+    """The other NumPy anchors at one size: scipy, the read floor, the registry lookup."""
+    z, y = inp.logits, inp.labels
+    sparse = _xent_fn("sparse")
+    budget = 0.3 if z.size < 10**7 else 1.0
+    floor = time_ab(lambda: z.max(), lambda: _np_sparse(z, y), budget)
+    out = {"floor_ms": floor["xent_s"] * 1e3}
+    if importlib.util.find_spec("scipy") is not None:
+        sc = time_ab(lambda: sparse(z, y), lambda: _scipy_sparse(z, y), budget, min_pairs=3)
+        out["scipy_ms"] = sc["native_s"] * 1e3
+        out["xent_vs_scipy"] = sc["ratio"]
+    return out
+
+
+def _lookup_us() -> float:
+    """The per-call cost of choosing the backend (a dict lookup on the type)."""
+    from xent._registry import backend_for
+
+    z = np.zeros((2, 3), np.float32)
+    backend_for(z)
+    n = 20000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        backend_for(z)
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+# ---------------------------------------------------------------------- output
+def _fmt_mem(v: float | None) -> str:
+    return "" if v is None else f"{v:.0f}"
+
+
+def table(cells: list[Cell]) -> str:
+    head = (
+        f"{'backend':<10} {'loss':<7} {'size':>10} {'dtype':<8} {'pass':<7} {'mode':<5} "
+        f"{'native ms':>10} {'xent ms':>10} {'ratio':>6} {'p25-p75':>11} {'Δ µs':>8} "
+        f"{'mem MB n/x':>11}"
+    )
+    lines = [head, "-" * len(head)]
+    for c in cells:
+        mem = "" if c.native_mem_mb is None else f"{_fmt_mem(c.native_mem_mb)}/{_fmt_mem(c.xent_mem_mb)}"
+        lines.append(
+            f"{c.backend:<10} {c.loss:<7} {c.size:>10} {c.dtype:<8} {c.mode:<7} "
+            f"{'jit' if c.compiled else 'eager':<5} {c.native_ms:>10.4g} {c.xent_ms:>10.4g} "
+            f"{c.ratio:>6.3f} {c.ratio_p25:>5.2f}-{c.ratio_p75:<5.2f} {c.delta_us:>8.1f} {mem:>11}"
+            + (f"  {c.note}" if c.note else "")
+        )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "numpy": np.__version__,
+        "xent": xent.__version__,
+    }
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as fh:
+            info["memory_gb"] = round(int(fh.readline().split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    for mod in ("torch", "tensorflow", "jax", "optax", "scipy"):
+        if mod in sys.modules:
+            info[mod] = getattr(sys.modules[mod], "__version__", "?")
+    return info
+
+
+def summary(cells: list[Cell], extras: dict[str, Any]) -> str:
+    """How far the targets are met, from this run's numbers."""
+    out = []
+
+    def pick(**kw: Any) -> list[Cell]:
+        return [c for c in cells if all(getattr(c, k) == v for k, v in kw.items())]
+
+    for backend, limit in (("torch", 1.15), ("tensorflow", 1.10), ("jax", 1.10)):
+        small = pick(backend=backend, n=32, c=10, compiled=False, dtype="float32")
+        if small:
+            worst = max(small, key=lambda c: c.ratio)
+            med = statistics.median(c.ratio for c in small)
+            d = statistics.median(c.delta_us for c in small)
+            out.append(
+                f"small eager {backend}: median ratio {med:.3f} (worst {worst.ratio:.3f}, {worst.loss} "
+                f"{worst.mode}), target ≤ {limit}: {'met' if med <= limit else 'MISSED'}; "
+                f"median Δ {d:.1f} µs/call"
+            )
+    for backend in ("numpy", "torch", "tensorflow", "jax"):
+        big = pick(backend=backend, n=4096, c=32000)
+        if big:
+            worst = max(big, key=lambda c: c.ratio)
+            med = statistics.median(c.ratio for c in big)
+            ok = sum(c.ratio <= 1.03 for c in big)
+            out.append(
+                f"large {backend}: median ratio {med:.3f}, {ok}/{len(big)} cells ≤ 1.03 "
+                f"(worst {worst.ratio:.3f}: {worst.label()})"
+            )
+    if "lookup_us" in extras:
+        out.append(f"backend lookup (type -> backend dict): {extras['lookup_us']:.2f} µs/call")
+    np_big = pick(backend="numpy", loss="sparse", n=4096, c=32000)
+    if np_big:
+        mine = np_big[0].xent_ms
+        parts = [f"numpy xent sparse 4096x32000: {mine:.1f} ms"]
+        for name, rows in (
+            ("torch.compile(F.cross_entropy)", pick(backend="torch", loss="sparse", n=4096, c=32000,
+                                                   dtype="float32", mode="fwd", compiled=True)),
+            ("jax.jit(optax)", pick(backend="jax", loss="sparse", n=4096, c=32000,
+                                    dtype="float32", mode="fwd", compiled=True)),
+        ):
+            if rows:
+                parts.append(f"{name} {rows[0].native_ms:.1f} ms")
+        np_extra = extras.get("numpy_4096x32000", {})
+        if "floor_ms" in np_extra:
+            parts.append(f"read floor {np_extra['floor_ms']:.1f} ms")
+        if "scipy_ms" in np_extra:
+            parts.append(f"scipy log_softmax+gather {np_extra['scipy_ms']:.1f} ms")
+        parts.append(f"naive numpy {np_big[0].native_ms:.1f} ms")
+        parts.append(f"peak extra memory xent {_fmt_mem(np_big[0].xent_mem_mb)} MB, "
+                     f"naive {_fmt_mem(np_big[0].native_mem_mb)} MB")
+        out.append("; ".join(parts))
+    return "\n".join(out)
+
+
+def draw(cells: list[Cell], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backends = [b for b in BACKENDS if any(c.backend == b for c in cells)]
+    fig, axes = plt.subplots(len(backends), 1, figsize=(14, 3.2 * len(backends)), squeeze=False)
+    colors = {"32x10": "tab:blue", "256x1000": "tab:orange", "4096x32000": "tab:red"}
+    for ax, backend in zip(axes[:, 0], backends):
+        rows = [c for c in cells if c.backend == backend]
+        labels = [f"{c.loss} {c.dtype[:4]} {c.mode} {'jit' if c.compiled else 'eag'}" for c in rows]
+        keys = sorted(set(labels), key=labels.index)
+        for c, lab in zip(rows, labels):
+            x = keys.index(lab)
+            ax.scatter(x, c.ratio, color=colors.get(c.size, "gray"), s=28, zorder=3)
+            ax.plot([x, x], [c.ratio_p25, c.ratio_p75], color=colors.get(c.size, "gray"), lw=1)
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_ylabel("xent / native")
+        ax.set_title(f"{backend}", loc="left", fontsize=10)
+        ax.set_xticks(range(len(keys)))
+        ax.set_xticklabels(keys, rotation=35, ha="right", fontsize=7)
+        ax.grid(axis="y", which="both", alpha=0.3)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=v, label=k) for k, v in colors.items()]
+    axes[0, 0].legend(handles=handles, title="N x C", fontsize=8, loc="upper right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------ CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``xent bench``'s options to ``parser``."""
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, float32, no torch.compile (about a minute)")
+    parser.add_argument("--json", metavar="FILE", help="write every cell and the machine to FILE")
+    parser.add_argument("--png", metavar="FILE", help="draw the ratios to FILE (needs matplotlib)")
+    parser.add_argument("--backends", metavar="LIST", help=f"comma-separated subset of {','.join(BACKENDS)}")
+    parser.add_argument("--losses", metavar="LIST", help=f"comma-separated subset of {','.join(LOSSES)}")
+    parser.add_argument("--sizes", metavar="LIST", help="comma-separated NxC, e.g. 32x10,4096x32000")
+    parser.add_argument("--all-dtypes", action="store_true",
+                        help="bfloat16 for every loss, not only the sparse one")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark described by ``args``; print the table; 0 on success."""
+    cells = plan(args)
+    if not cells:
+        print("xent bench: nothing to run (no framework found for the chosen backends)", file=sys.stderr)
+        return 1
+    progress = Progress(len(cells), not args.no_progress)
+    extras: dict[str, Any] = {"lookup_us": _lookup_us()}
+    failures = 0
+    by_size: dict[tuple[int, int], list[Cell]] = {}
+    for cell in cells:
+        by_size.setdefault((cell.n, cell.c), []).append(cell)
+    started = time.perf_counter()
+    for (n, c), group in by_size.items():
+        progress.show(f"inputs {n}x{c}")
+        inp = Inputs(n, c)
+        if any(cell.backend == "numpy" for cell in group):
+            extras[f"numpy_{n}x{c}"] = _numpy_extras(inp, args.quick)
+        for cell in group:
+            progress.show(cell.label())
+            try:
+                _measure(cell, inp, args.quick)
+            except Exception as exc:  # a broken cell is reported, the run goes on
+                failures += 1
+                cell.note = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+            progress.step(cell.label())
+        del inp
+        gc.collect()
+    progress.close()
+    wall = time.perf_counter() - started
+    info = machine()
+    print(table(cells))
+    print()
+    print(summary(cells, extras))
+    print(f"\n{len(cells)} cells in {wall:.0f} s on {info.get('cpu', '?')}, {info.get('cpus')} CPUs")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"machine": info, "wall_s": wall, "extras": extras,
+                       "cells": [asdict(c) for c in cells]}, fh, indent=1)
+    if args.png:
+        draw(cells, args.png, f"xent / native, median of interleaved pairs (bars: p25-p75) — "
+                              f"{info.get('cpu', '?')}, {info.get('cpus')} CPUs")
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xent bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
