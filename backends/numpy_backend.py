@@ -140,9 +140,17 @@ class NumpyBackend(Backend):
         return np.errstate(all="ignore")
 
     def softplus(self, x: Array) -> Array:
-        # One ufunc, no temporaries; NumPy computes it as max(x, 0) + log1p(exp(-|x|)),
-        # the base formula, with the same limits at ±inf.
-        return np.logaddexp(x, 0)
+        # The base formula, max(x, 0) + log1p(exp(-|x|)), in one scratch array instead
+        # of five temporaries. (np.logaddexp computes the same but has no SIMD loop:
+        # 13x slower for float32.)
+        if not isinstance(x, np.ndarray) or x.ndim == 0:
+            return super().softplus(x)
+        out = np.abs(x)
+        np.negative(out, out=out)
+        np.exp(out, out=out)
+        np.log1p(out, out=out)
+        out += np.maximum(x, 0)
+        return out
 
     def log_softmax(self, z: Array, axis: int) -> Array:
         """``(z - m) - log Σ exp(z - m)``, blocked (see :func:`_blocked`)."""
