@@ -1,0 +1,141 @@
+"""``xent info`` / ``xent parity`` and the parity engine's float64 reference."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import xent
+from xent import _parity
+from xent._cli import main
+from xent.testing import installed
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_info_lists_backends(capsys):
+    status, out, _ = run_cli(capsys, "info")
+    assert status == 0
+    assert "numpy" in out and np.__version__ in out
+
+
+def test_parity_numpy_passes_and_writes_json(capsys, tmp_path):
+    path = tmp_path / "parity.json"
+    status, out, err = run_cli(capsys, "parity", "--backends", "numpy", "--dtypes", "float32,float64",
+                               "--json", str(path))
+    assert status == 0, out
+    assert "PASSED" in out and "sparse_softmax_cross_entropy/ignore_index, mean" in out
+    assert "648" not in err and "/" in err  # progress went to stderr
+    data = json.loads(path.read_text())
+    assert data["passed"] is True
+    cells = {(c["loss"], c["option"], c["dtype"]) for c in data["checks"]}
+    assert len(cells) == 2 * len(_parity.CASES)
+    assert all(c["backend"] == "numpy" and c["ratio"] <= 1 for c in data["checks"])
+
+
+def test_parity_names_the_failing_cell(capsys, monkeypatch):
+    real = xent.binary_cross_entropy
+
+    def off_by_a_bit(probs, labels, **kw):
+        return real(probs, labels, **kw) * 1.0001
+
+    monkeypatch.setattr(xent, "binary_cross_entropy", off_by_a_bit)
+    status, out, _ = run_cli(capsys, "parity", "--backends", "numpy", "--losses", "binary_cross_entropy",
+                             "--dtypes", "float64", "--quiet")
+    assert status == 1
+    assert "MISMATCH: binary_cross_entropy/default [float64] on numpy: value" in out
+    assert "FAILED" in out
+
+
+def test_parity_fails_on_a_backend_that_cannot_start(capsys, monkeypatch):
+    def broken(name):
+        raise ImportError(f"{name} is broken here")
+
+    monkeypatch.setattr(_parity, "framework", broken)
+    status, out, _ = run_cli(capsys, "parity", "--backends", "numpy", "--losses", "sigmoid_cross_entropy",
+                             "--quiet")
+    assert status == 1
+    assert "BACKEND FAILED: numpy: ImportError: numpy is broken here" in out
+
+
+def test_parity_with_only_numpy_says_what_is_missing(capsys, monkeypatch):
+    monkeypatch.setattr(_parity, "installed", lambda name: name == "numpy")
+    status, out, _ = run_cli(capsys, "parity", "--losses", "sparse_categorical_cross_entropy",
+                             "--dtypes", "float32", "--quiet")
+    assert status == 0, out
+    assert "backends not found (skipped): torch, tensorflow, jax, array_api_strict" in out
+
+
+def test_parity_rejects_unknown_names(capsys):
+    assert run_cli(capsys, "parity", "--backends", "nope", "--quiet")[0] == 2
+    assert run_cli(capsys, "parity", "--losses", "hinge", "--quiet")[0] == 2
+    assert run_cli(capsys, "parity", "--dtypes", "int8", "--quiet")[0] == 2
+
+
+def test_python_dash_m_and_console_script():
+    cmd = [sys.executable, "-m", "xent", "parity", "--backends", "numpy", "--losses",
+           "sigmoid_cross_entropy", "--dtypes", "float64", "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASSED" in proc.stdout
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax"])
+def test_parity_against_native_losses(backend):
+    if not installed(backend):
+        pytest.skip(f"{backend} not installed")
+    report = _parity.run(backends=[backend], dtypes=["float32"],
+                         losses=["softmax_cross_entropy", "sparse_softmax_cross_entropy"])
+    natives = [c for c in report.checks if c.what.startswith("native ")]
+    assert natives, "no native loss was compared"
+    assert report.passed, [(c.case, c.what, c.error) for c in report.failures]
+
+
+# ------------------------------------------------------ the float64 reference
+def _inputs(preds, labels, **kw):
+    return _parity.Inputs(np.asarray(preds, np.float64), np.asarray(labels), **kw)
+
+
+def test_reference_matches_the_seed_examples():
+    softmax = _parity.Case("softmax_cross_entropy", "seed", shape=(2, 3))
+    ref = _parity.reference(softmax, _inputs([[2, 0.5, 1], [0.1, 1, 3]], [[0.2, 0.3, 0.5], [0.1, 0.6, 0.3]]))
+    np.testing.assert_allclose(ref.value, [1.4143689, 1.6642545], rtol=1e-7)
+    sigmoid = _parity.Case("sigmoid_cross_entropy", "seed", shape=(2, 3))
+    ref = _parity.reference(sigmoid, _inputs([[12, 3, 2], [3, 10, 1]], [[1, 0, 0], [0, 1, 0.0]]))
+    np.testing.assert_allclose(ref.value, [[6.14419348e-06, 3.04858735, 2.12692801],
+                                           [3.04858735, 4.53988992e-05, 1.31326169]], rtol=1e-7)
+    scc = _parity.Case("sparse_categorical_cross_entropy", "seed", shape=(2, 3), reduction="mean")
+    ref = _parity.reference(scc, _inputs([[0.05, 0.9, 0.05], [0.1, 0.8, 0.1]], [1, 2]))
+    np.testing.assert_allclose(ref.value, 1.2039728, rtol=1e-7)
+    torch_b1 = _parity.Case("sparse_softmax_cross_entropy", "b1", shape=(2, 3), class_weights=True,
+                            reduction="mean")
+    z = [[2, 0.5, 1], [0.1, 1, 3]]
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    ref = _parity.reference(torch_b1, _inputs(z, [1, 2], class_weights=np.array([1.0, 2, 3])))
+    np.testing.assert_allclose(ref.value, (-2 * logp[0, 1] - 3 * logp[1, 2]) / 5, rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", [c for c in _parity.CASES if c.option != "sum"], ids=lambda c: c.name)
+def test_reference_gradient_is_the_derivative_of_the_reference(case):
+    inputs = _parity.make_inputs(case, "float64")
+    ref = _parity.reference(case, inputs)
+    rng = np.random.default_rng(0)
+    for name, grad in ref.grads.items():
+        base = getattr(inputs, name).astype(np.float64)
+        direction = rng.normal(size=base.shape)
+        h = 1e-6
+
+        def scalar(x):
+            shifted = _parity.Inputs(**{**inputs.__dict__, name: x})
+            return float(np.sum(_parity.reference(case, shifted).value))
+
+        numeric = (scalar(base + h * direction) - scalar(base - h * direction)) / (2 * h)
+        np.testing.assert_allclose(np.sum(grad * direction), numeric, rtol=1e-5, atol=1e-8)

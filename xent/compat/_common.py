@@ -1,0 +1,66 @@
+"""Shared plumbing of the dialects: the backend of an argument, host data moved to it."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+Array = Any
+
+
+def as_predictions(x: Any) -> Array:
+    """Predictions as an array: Python lists/numbers become NumPy (ints as float)."""
+    if isinstance(x, (numbers.Number, list, tuple)):
+        x = np.asarray(x)
+        if x.dtype.kind in "biu":
+            x = x.astype(np.float64)
+    return x
+
+
+def backend(x: Array) -> Any:
+    import xent
+
+    return xent.get_backend(x)
+
+
+def is_host(x: Any) -> bool:
+    return isinstance(x, (numbers.Number, list, tuple, np.ndarray, np.generic))
+
+
+def like(x: Any, ref: Array) -> Array:
+    """``x`` in the framework (and on the device) of ``ref``."""
+    be = backend(ref)
+    if not is_host(x):
+        return x
+    arr = np.asarray(x)
+    return arr if be.name == "numpy" else be.asarray(arr, like=ref)
+
+
+def ndim(x: Any) -> int:
+    return len(backend(x).shape(x)) if not is_host(x) else np.ndim(x)
+
+
+def shape(x: Any) -> tuple[Any, ...]:
+    return tuple(backend(x).shape(x)) if not is_host(x) else np.shape(x)
+
+
+def numel(x: Array) -> int:
+    return math.prod(int(d) for d in shape(x))
+
+
+def is_float(x: Any) -> bool:
+    if is_host(x):
+        return np.asarray(x).dtype.kind == "f"
+    return backend(x).dtype_name(x) in ("float16", "bfloat16", "float32", "float64")
+
+
+def safe_divide(total: Array, divisor: Array, ref: Array, if_zero: float = 0.0) -> Array:
+    """``total / divisor``, ``if_zero`` where ``divisor == 0`` (gradient-safe)."""
+    be = backend(ref)
+    total = like(total, ref)
+    divisor = be.cast(like(divisor, ref), be.dtype_name(total))
+    empty = divisor == 0
+    return be.where(empty, if_zero, total / be.where(empty, 1.0, divisor))
