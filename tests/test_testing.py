@@ -1,0 +1,117 @@
+"""xent.testing for users: assert_backends_agree, assert_close and the pytest plugin."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import xent
+from xent.testing import assert_backends_agree, assert_close, installed
+
+pytest_plugins = ["pytester"]
+
+rng = np.random.default_rng(7)
+LOGITS = rng.normal(size=(8, 5))
+LABELS = rng.integers(0, 5, size=8)
+
+
+def test_agree_on_every_installed_backend_with_gradients():
+    out = assert_backends_agree(xent.sparse_softmax_cross_entropy, LOGITS, LABELS, grad=True,
+                                label_smoothing=0.1, reduction="mean")
+    want = [n for n in ("numpy", "torch", "tensorflow", "jax", "array_api_strict") if installed(n)]
+    assert set(want) <= set(out)
+    # the float64 reference is the plain formula
+    logp = LOGITS - np.log(np.exp(LOGITS).sum(-1, keepdims=True))
+    ref = np.mean(-0.9 * logp[np.arange(8), LABELS] - 0.1 * logp.mean(-1))
+    np.testing.assert_allclose(out["reference"], ref, rtol=1e-12)
+
+
+def test_user_function_built_on_xent():
+    def my_loss(logits, labels):
+        return xent.sparse_softmax_cross_entropy(logits, labels, reduction="sum") * 0.5
+
+    assert_backends_agree(my_loss, LOGITS, LABELS, dtype="bfloat16")
+
+
+def test_disagreement_gives_a_readable_diff():
+    if not installed("torch"):
+        pytest.skip("torch is not installed")
+
+    def wrong_on_torch(logits, labels):
+        loss = xent.sparse_softmax_cross_entropy(logits, labels)
+        return loss * 1.01 if type(loss).__module__.startswith("torch") else loss
+
+    with pytest.raises(AssertionError) as info:
+        assert_backends_agree(wrong_on_torch, LOGITS, LABELS, backends=["numpy", "torch"])
+    message = str(info.value)
+    assert "backends disagree on wrong_on_torch" in message
+    assert "torch (float32): 8 of 8 elements differ; worst at index" in message
+    assert "numpy" not in message.split("\n", 1)[1]
+
+
+def test_a_backend_that_raises_is_named():
+    def breaks(logits, labels):
+        if not isinstance(logits, np.ndarray):
+            raise RuntimeError("unsupported here")
+        return xent.sparse_softmax_cross_entropy(logits, labels)
+
+    others = [n for n in ("torch", "jax", "tensorflow") if installed(n)]
+    if not others:
+        pytest.skip("needs a second backend")
+    with pytest.raises(AssertionError, match=rf"{others[0]} \(float32\): raised RuntimeError: unsupported here"):
+        assert_backends_agree(breaks, LOGITS, LABELS, backends=["numpy", others[0]])
+
+
+def test_unknown_backend_is_an_error():
+    with pytest.raises(ValueError, match="unknown backend"):
+        assert_backends_agree(xent.sparse_softmax_cross_entropy, LOGITS, LABELS, backends=["mxnet"])
+
+
+def test_assert_close():
+    got = xent.sparse_softmax_cross_entropy(LOGITS.astype(np.float32), LABELS)
+    logp = LOGITS - np.log(np.exp(LOGITS).sum(-1, keepdims=True))
+    assert_close(got, -logp[np.arange(8), LABELS], num_classes=5)
+    with pytest.raises(AssertionError, match="worst at index"):
+        assert_close(got, -logp[np.arange(8), LABELS] * 1.001, num_classes=5)
+
+
+PLUGIN_TEST = '''
+import numpy as np, xent
+from xent.testing import assert_close
+
+def test_each_backend(xent_framework):
+    fw = xent_framework
+    logits = fw.asarray(np.array([[2.0, 0.5, 1.0], [0.1, 1.0, 3.0]]), "float32")
+    loss = xent.sparse_softmax_cross_entropy(logits, np.array([0, 2]))
+    assert xent.get_backend(loss).name in (fw.name, "array_api")
+    assert_close(loss, [0.46436879, 0.17425454], num_classes=3)
+'''
+
+
+def test_pytest_plugin_parametrizes_over_installed_backends(pytester):
+    pytester.makepyfile(PLUGIN_TEST)
+    result = pytester.runpytest("-v", "-p", "no:cacheprovider")
+    expected = [n for n in ("numpy", "torch", "tensorflow", "jax", "array_api_strict") if installed(n)]
+    result.assert_outcomes(passed=len(expected))
+    for name in expected:
+        result.stdout.fnmatch_lines([f"*test_each_backend?{name}?*PASSED*"])
+
+
+def test_pytest_plugin_narrows_and_fails_on_a_missing_backend(pytester, monkeypatch):
+    pytester.makepyfile(PLUGIN_TEST)
+    monkeypatch.setenv("XENT_TEST_BACKENDS", "numpy")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    monkeypatch.setattr("xent.testing._frameworks.installed", lambda name: name == "numpy")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--xent-backends", "numpy,torch")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*backend 'torch' is not installed, but was asked for*"])
+
+
+def test_plugin_module_imports_no_framework():
+    code = ("import sys; import xent.testing.pytest_plugin; "
+            "print([m for m in ('torch', 'tensorflow', 'jax', 'array_api_strict') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
