@@ -157,7 +157,14 @@ class Backend:
 
     def take_along_axis(self, x: Array, index: Array, axis: int) -> Array:
         """``x`` gathered at ``index`` (same rank as ``x``, size 1 along ``axis``)."""
-        return self.namespace(x).take_along_axis(x, index, axis=axis)
+        xp = self.namespace(x)
+        if hasattr(xp, "take_along_axis"):
+            return xp.take_along_axis(x, index, axis=axis)
+        # Namespaces older than the 2024.12 standard (Dask): select by comparison.
+        shape = [1] * x.ndim
+        shape[axis] = x.shape[axis]
+        classes = xp.reshape(xp.arange(x.shape[axis], dtype=index.dtype), tuple(shape))
+        return xp.sum(xp.where(classes == index, x, xp.zeros_like(x)), axis=axis, keepdims=True)
 
     def softplus(self, x: Array) -> Array:
         """``log(1 + exp(x))``, exact for every finite ``x`` and its limits at ±inf."""

@@ -14,8 +14,8 @@ the generic array-API backend, last because NumPy and JAX arrays carry
 
 from __future__ import annotations
 
-import importlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -28,14 +28,46 @@ except ImportError as exc:  # pragma: no cover - a broken install, not a code pa
         "`python -m pytest` from a source checkout that is not installed editable."
     ) from exc
 
-#: name -> (framework module that must already be imported, "module:Class")
-_BUILTINS: dict[str, tuple[str | None, str]] = {
-    "numpy": ("numpy", "xent.backends.numpy_backend:NumpyBackend"),
-    "torch": ("torch", "xent.backends.torch_backend:TorchBackend"),
-    "tensorflow": ("tensorflow", "xent.backends.tensorflow_backend:TensorflowBackend"),
-    "jax": ("jax", "xent.backends.jax_backend:JaxBackend"),
+# Plain `import` statements, not importlib: torch.compile can trace an import
+# (a user's first xent call may be inside a compiled function), not importlib.
+def _numpy() -> Backend:
+    from xent.backends.numpy_backend import NumpyBackend
+
+    return NumpyBackend()
+
+
+def _torch() -> Backend:
+    from xent.backends.torch_backend import TorchBackend
+
+    return TorchBackend()
+
+
+def _tensorflow() -> Backend:
+    from xent.backends.tensorflow_backend import TensorflowBackend
+
+    return TensorflowBackend()
+
+
+def _jax() -> Backend:
+    from xent.backends.jax_backend import JaxBackend
+
+    return JaxBackend()
+
+
+def _array_api() -> Backend:
+    from xent.backends.array_api_backend import ArrayAPIBackend
+
+    return ArrayAPIBackend()
+
+
+#: name -> (framework module that must already be imported, factory), in order
+_BUILTINS: dict[str, tuple[str, Callable[[], Backend]]] = {
+    "numpy": ("numpy", _numpy),
+    "torch": ("torch", _torch),
+    "tensorflow": ("tensorflow", _tensorflow),
+    "jax": ("jax", _jax),
 }
-_GENERIC = ("array_api", (None, "xent.backends.array_api_backend:ArrayAPIBackend"))
+_GENERIC = "array_api"
 ENTRY_POINT_GROUP = "xent.backends"
 
 _loaded: dict[str, Backend] = {}  # name -> instance, built-ins made on first use
@@ -44,16 +76,11 @@ _entry_points_loaded = False
 _type_cache: dict[type, Backend] = {}
 
 
-def _load(spec: str) -> Backend:
-    module_name, _, cls_name = spec.partition(":")
-    return getattr(importlib.import_module(module_name), cls_name)()
-
-
 def _builtin(name: str) -> Backend:
     backend = _loaded.get(name)
     if backend is None:
-        spec = _BUILTINS[name][1] if name in _BUILTINS else _GENERIC[1][1]
-        backend = _loaded[name] = _load(spec)
+        factory = _BUILTINS[name][1] if name in _BUILTINS else _array_api
+        backend = _loaded[name] = factory()
     return backend
 
 
@@ -95,7 +122,7 @@ def register_backend(backend: Backend) -> Backend:
             f"register_backend expects an instance of xent.backends.Backend; "
             f"received {type(backend).__name__}. Subclass Backend and pass an instance."
         )
-    if backend.name in _BUILTINS or backend.name == _GENERIC[0]:
+    if backend.name in _BUILTINS or backend.name == _GENERIC:
         raise ValueError(
             f"backend name {backend.name!r} is taken by a built-in backend; "
             f"choose another name. Received: backend.name={backend.name!r}"
@@ -122,7 +149,7 @@ def backend_for(x: Any) -> Backend | None:
     backend = _first_match(_builtins_imported(), x)
     if backend is None:
         _load_entry_points()
-        backend = _first_match([*_registered.values(), _builtin(_GENERIC[0])], x)
+        backend = _first_match([*_registered.values(), _builtin(_GENERIC)], x)
     if backend is not None:
         _type_cache[kind] = backend
     return backend
@@ -149,12 +176,12 @@ def get_backend(array_or_name: Any) -> Backend:
     """
     if isinstance(array_or_name, str):
         name = array_or_name
-        if name in _BUILTINS or name == _GENERIC[0]:
+        if name in _BUILTINS or name == _GENERIC:
             return _builtin(name)
         _load_entry_points()
         if name in _registered:
             return _registered[name]
-        known = sorted([*_BUILTINS, _GENERIC[0], *_registered])
+        known = sorted([*_BUILTINS, _GENERIC, *_registered])
         raise ValueError(f"unknown backend {name!r}; known backends: {known}")
     backend = backend_for(array_or_name)
     if backend is None:
@@ -180,6 +207,6 @@ def available_backends() -> list[str]:
 
     names = [name for name, (module, _) in _BUILTINS.items() if module and find_spec(module)]
     if find_spec("array_api_compat"):
-        names.append(_GENERIC[0])
+        names.append(_GENERIC)
     _load_entry_points()
     return names + list(_registered)
