@@ -532,13 +532,13 @@ def compare(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> tupl
     err = np.where(same_inf, 0.0, np.abs(got - want))
     if np.isnan(err).any():
         i = np.unravel_index(int(np.argmax(np.isnan(err))), err.shape)
-        return math.inf, math.inf, math.inf, f"non-finite at {tuple(map(int, i))}: got {got[i]}, expected {want[i]}"
+        return math.inf, math.inf, math.inf, f"non-finite at {tuple(map(int, i))}: got {float(got[i]):.9g}, expected {float(want[i]):.9g}"
     allowed = atol + rtol * np.abs(want)
     ratio = err / allowed
     worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
     problem = None
     if ratio[worst] > 1:
-        problem = f"worst at {tuple(map(int, worst))}: got {got[worst]!r}, expected {want[worst]!r}"
+        problem = f"worst at {tuple(map(int, worst))}: got {float(got[worst]):.9g}, expected {float(want[worst]):.9g}"
     rel = err / np.maximum(np.abs(want), atol)
     return float(err.max()), float(rel.max()), float(ratio.max()), problem
 

@@ -19,7 +19,7 @@ Same names, argument order (``y_true, y_pred``), defaults and quirks as Keras 3:
 >>> keras.losses.sparse_categorical_crossentropy(np.array([1, 2]), y_pred)
 array([0.05129344, 2.3025851 ], dtype=float32)
 >>> float(keras.losses.SparseCategoricalCrossentropy()(np.array([[1], [2]]), y_pred))
-1.1769392...
+1.1769392
 
 Differences, deliberate: the loss classes keep the input dtype (Keras casts to
 its ``dtype``, float32 by default); any ``axis`` works for the sparse loss
