@@ -53,6 +53,8 @@ def test_dense_grad_into_logits_and_labels(autodiff_fw, dtype, reduction, alpha,
     rng = np.random.default_rng(2)
     z = rounded(rng.normal(size=shape) * 3, dtype)
     y = rounded(rng.random(shape), dtype)  # soft labels that need not sum to 1
+    y.flat[::3] = 0.0  # exact zeros and ones: d/dy is -log p there too
+    y.flat[1::5] = 1.0
     gz, gy = fw.grad(lambda a, b: xent.softmax_cross_entropy(a, b, axis=axis, label_smoothing=alpha, reduction=reduction),
                      [fw.asarray(z, dtype), fw.asarray(y, dtype)], argnums=(0, 1))
     want_z, want_y = ref.dense_grads(z, y, axis=axis, alpha=alpha, reduction=reduction)
@@ -68,6 +70,7 @@ def test_sigmoid_grad(autodiff_fw, dtype, options):  # type: ignore[no-untyped-d
     z = rounded(rng.normal(size=(5, 4)) * 4, dtype)
     z[0] = [0.0, -0.0, 30.0, -30.0]  # z = 0 exactly: a max/abs formula gets this gradient wrong
     y = rounded(rng.random((5, 4)), dtype)
+    y[1] = [0.0, 1.0, 0.0, 1.0]  # hard labels: d/dy is finite and nonzero there
     kwargs, ref_kwargs = {}, {}
     if "alpha" in options:
         kwargs["label_smoothing"] = ref_kwargs["alpha"] = options["alpha"]
