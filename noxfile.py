@@ -26,7 +26,10 @@ ANCHORS = {"torch": [TORCH], "tensorflow": ["keras"], "jax": ["optax"]}
 
 
 def _run(session: nox.Session, backends: list[str], extras: str, *anchors: str) -> None:
-    session.install(*anchors, f".[{extras}]")
+    # Editable: pytest runs from the repository root, where a regular install
+    # would be shadowed by the source xent/ (which has no backends/ inside).
+    # tests/test_packaging.py installs the built wheel on its own and runs it.
+    session.install(*anchors, "-e", f".[{extras}]")
     env = {"XENT_TEST_BACKENDS": ",".join(backends)}
     session.run("pytest", *session.posargs, env=env)
 

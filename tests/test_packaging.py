@@ -24,6 +24,18 @@ def test_wheel_layout(tmp_path):  # type: ignore[no-untyped-def]
     assert tops == {"xent"}, tops
     for module in ("numpy_backend", "torch_backend", "tensorflow_backend", "jax_backend", "array_api_backend", "_base"):
         assert f"xent/backends/{module}.py" in names
+    for module in ("testing/__init__", "testing/pytest_plugin", "compat/__init__", "__main__"):
+        assert f"xent/{module}.py" in names
+    # The wheel, installed on its own (outside the source tree), works.
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    code = ("import xent, xent.testing, xent.compat, xent.backends; "
+            "print(xent.backends.__file__); "
+            "print(float(xent.sparse_softmax_cross_entropy([[0.0, 0.0]], [1], reduction='sum')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": ""},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0].startswith(str(target)) and abs(float(out[1]) - 0.6931471805599453) < 1e-15
 
 
 def test_installed_xent_backends_is_the_backends_folder():
