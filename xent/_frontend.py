@@ -151,26 +151,15 @@ def num_classes(p: Predictions, axis: int) -> int:
     return c
 
 
-def check_smoothing(label_smoothing: Any) -> float:
+def check_fraction(name: str, value: Any, upper: float) -> float:
+    """A number in ``[0, upper)``: ``label_smoothing`` (upper 1), ``epsilon`` (upper 0.5)."""
     try:
-        alpha = float(label_smoothing)
+        number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"label_smoothing must be a number in [0, 1); received label_smoothing={label_smoothing!r}"
-        ) from None
-    if not 0.0 <= alpha < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1); received label_smoothing={alpha}")
-    return alpha
-
-
-def check_epsilon(epsilon: Any) -> float:
-    try:
-        eps = float(epsilon)
-    except (TypeError, ValueError):
-        raise ValueError(f"epsilon must be a number in [0, 0.5); received epsilon={epsilon!r}") from None
-    if not 0.0 <= eps < 0.5:
-        raise ValueError(f"epsilon must be in [0, 0.5); received epsilon={eps}")
-    return eps
+        number = math.nan
+    if not 0.0 <= number < upper:
+        raise ValueError(f"{name} must be a number in [0, {upper:g}); received {name}={value!r}")
+    return number
 
 
 def check_reduction(reduction: Any) -> str:
@@ -179,6 +168,28 @@ def check_reduction(reduction: Any) -> str:
             f"reduction must be one of {REDUCTIONS}; received reduction={reduction!r}"
         )
     return reduction
+
+
+def class_axis_inputs(
+    x: Any, name: str, axis: Any, reduction: Any, weights: Any
+) -> tuple[Predictions, int, int, Array | None]:
+    """The common start of the class-axis losses: predictions, normalised axis,
+    number of classes, validated reduction and sample weights."""
+    p = predictions(x, name)
+    axis = normalize_axis(p, axis)
+    num = num_classes(p, axis)
+    check_reduction(reduction)
+    loss_shape = p.shape[:axis] + p.shape[axis + 1 :]
+    w = None if weights is None else broadcast_operand(p, weights, "weights", loss_shape, "the loss shape")
+    return p, axis, num, w
+
+
+def elementwise_inputs(x: Any, name: str, reduction: Any, weights: Any) -> tuple[Predictions, Array | None]:
+    """The common start of the elementwise (binary) losses."""
+    p = predictions(x, name)
+    check_reduction(reduction)
+    w = None if weights is None else broadcast_operand(p, weights, "weights", p.shape, f"{name}.shape")
+    return p, w
 
 
 def broadcast_operand(

@@ -60,15 +60,10 @@ def softmax_cross_entropy(
     >>> xent.softmax_cross_entropy(logits, labels).round(5)
     array([1.41437, 1.66425], dtype=float32)
     """
-    p = fe.predictions(logits, "logits")
-    axis = fe.normalize_axis(p, axis)
-    num = fe.num_classes(p, axis)
-    alpha = fe.check_smoothing(label_smoothing)
-    fe.check_reduction(reduction)
+    p, axis, num, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
+    alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     be = p.backend
     y = fe.float_labels(p, labels)
-    loss_shape = p.shape[:axis] + p.shape[axis + 1 :]
-    w = None if weights is None else fe.broadcast_operand(p, weights, "weights", loss_shape, "the loss shape")
     with be.errstate():
         if alpha:
             y = y * (1.0 - alpha) + alpha / num
@@ -127,16 +122,11 @@ def sparse_softmax_cross_entropy(
     ...                                         reduction="mean").round(6))
     0.464369
     """
-    p = fe.predictions(logits, "logits")
-    axis = fe.normalize_axis(p, axis)
-    num = fe.num_classes(p, axis)
-    alpha = fe.check_smoothing(label_smoothing)
-    fe.check_reduction(reduction)
+    p, axis, num, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
+    alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     be = p.backend
     y = fe.sparse_labels(p, labels, axis, num, ignore_index)
     cw = None if class_weights is None else fe.class_weight_vector(p, class_weights, num)
-    loss_shape = p.shape[:axis] + p.shape[axis + 1 :]
-    w = None if weights is None else fe.broadcast_operand(p, weights, "weights", loss_shape, "the loss shape")
     with be.errstate():
         class_w = None if cw is None else be.take(cw, y.safe)
         if alpha:
@@ -192,13 +182,11 @@ def sigmoid_cross_entropy(
     >>> xent.sigmoid_cross_entropy(np.array([12.0, 3.0, -np.inf]), np.array([1.0, 0.0, 0.0]))
     array([6.14419348e-06, 3.04858735e+00, 0.00000000e+00])
     """
-    p = fe.predictions(logits, "logits")
-    alpha = fe.check_smoothing(label_smoothing)
-    fe.check_reduction(reduction)
+    p, w = fe.elementwise_inputs(logits, "logits", reduction, weights)
+    alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     be = p.backend
     y = fe.float_labels(p, labels)
     pw = None if pos_weight is None else fe.broadcast_operand(p, pos_weight, "pos_weight", p.shape, "logits.shape")
-    w = None if weights is None else fe.broadcast_operand(p, weights, "weights", p.shape, "logits.shape")
     with be.errstate():
         if alpha:
             y = y * (1.0 - alpha) + alpha / 2
@@ -243,16 +231,11 @@ def categorical_cross_entropy(
     >>> xent.categorical_cross_entropy(np.array([[0.05, 0.95, 0.0]]), np.array([[0.0, 1.0, 0.0]])).round(7)
     array([0.0512933])
     """
-    p = fe.predictions(probs, "probs")
-    axis = fe.normalize_axis(p, axis)
-    num = fe.num_classes(p, axis)
-    eps = fe.check_epsilon(epsilon)
-    alpha = fe.check_smoothing(label_smoothing)
-    fe.check_reduction(reduction)
+    p, axis, num, w = fe.class_axis_inputs(probs, "probs", axis, reduction, weights)
+    eps = fe.check_fraction("epsilon", epsilon, 0.5)
+    alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     be = p.backend
     y = fe.float_labels(p, labels)
-    loss_shape = p.shape[:axis] + p.shape[axis + 1 :]
-    w = None if weights is None else fe.broadcast_operand(p, weights, "weights", loss_shape, "the loss shape")
     with be.errstate():
         if alpha:
             y = y * (1.0 - alpha) + alpha / num
@@ -298,15 +281,10 @@ def sparse_categorical_cross_entropy(
     >>> xent.sparse_categorical_cross_entropy(probs, [1, 2], reduction="mean")
     np.float32(1.1769392)
     """
-    p = fe.predictions(probs, "probs")
-    axis = fe.normalize_axis(p, axis)
-    num = fe.num_classes(p, axis)
-    eps = fe.check_epsilon(epsilon)
-    fe.check_reduction(reduction)
+    p, axis, num, w = fe.class_axis_inputs(probs, "probs", axis, reduction, weights)
+    eps = fe.check_fraction("epsilon", epsilon, 0.5)
     be = p.backend
     y = fe.sparse_labels(p, labels, axis, num, ignore_index)
-    loss_shape = p.shape[:axis] + p.shape[axis + 1 :]
-    w = None if weights is None else fe.broadcast_operand(p, weights, "weights", loss_shape, "the loss shape")
     with be.errstate():
         # -log(p_y / Σp) is the softmax cross-entropy of log p: Keras' TF backend
         # computes it that way too, so the fused sparse kernel serves here.
@@ -343,13 +321,11 @@ def binary_cross_entropy(
     >>> xent.binary_cross_entropy(np.array([0.0, 0.5], dtype=np.float32), np.array([1.0, 1.0]))
     array([16.118095 ,  0.6931472], dtype=float32)
     """
-    p = fe.predictions(probs, "probs")
-    eps = fe.check_epsilon(epsilon)
-    alpha = fe.check_smoothing(label_smoothing)
-    fe.check_reduction(reduction)
+    p, w = fe.elementwise_inputs(probs, "probs", reduction, weights)
+    eps = fe.check_fraction("epsilon", epsilon, 0.5)
+    alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     be = p.backend
     y = fe.float_labels(p, labels)
-    w = None if weights is None else fe.broadcast_operand(p, weights, "weights", p.shape, "probs.shape")
     with be.errstate():
         if alpha:
             y = y * (1.0 - alpha) + alpha / 2
