@@ -9,34 +9,23 @@ not installed are skipped with the reason.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from xent.testing import framework, installed
+from xent.testing._assert import ENV_BACKENDS, selected_backends
 from xent.testing._frameworks import NAMES
 
 AUTODIFF = ("torch", "tensorflow", "jax")
 
 
-def _requested() -> tuple[list[str], bool]:
-    env = os.environ.get("XENT_TEST_BACKENDS", "").strip()
-    if env:
-        names = [n.strip() for n in env.split(",") if n.strip()]
-        unknown = set(names) - set(NAMES)
-        if unknown:
-            raise pytest.UsageError(f"XENT_TEST_BACKENDS names unknown backends {sorted(unknown)}; known: {NAMES}")
-        return names, True
-    return list(NAMES), False
-
-
 def _get(name: str):  # type: ignore[no-untyped-def]
-    names, strict = _requested()
+    # The same selection as xent's pytest plugin (``xent_framework``): one rule.
+    names, explicit = selected_backends()
     if name not in names:
-        pytest.skip(f"{name} is not in XENT_TEST_BACKENDS")
+        pytest.skip(f"{name} is not in ${ENV_BACKENDS}")
     if not installed(name):
-        if strict:
-            pytest.fail(f"backend {name!r} was requested in XENT_TEST_BACKENDS but cannot be imported")
+        if explicit:
+            pytest.fail(f"backend {name!r} was requested in ${ENV_BACKENDS} but cannot be imported")
         pytest.skip(f"{name} is not installed")
     return framework(name)
 
