@@ -104,6 +104,9 @@ class TensorflowBackend(Backend):
     def softplus(self, x: Array) -> Array:
         return tf.math.softplus(x)
 
+    def tanh(self, x: Array) -> Array:
+        return tf.math.tanh(x)
+
     def log_softmax(self, z: Array, axis: int) -> Array:
         return tf.nn.log_softmax(z, axis=axis)
 

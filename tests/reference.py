@@ -149,3 +149,93 @@ def _clip_bounds(eps, dtype):
     """Clip bounds as the compute dtype represents them (Keras' float32 1 - 1e-7)."""
     compute = np.float64 if dtype == "float64" else np.float32
     return float(compute(eps)), float(compute(1.0) - compute(eps))
+
+
+# --------------------------------------------------------------------------
+# z-loss, logit soft-capping and the linear (LM-head) cross-entropy.
+# Per entry: s = c·tanh(z/c) (z if no cap), lse = logsumexp(s),
+# loss = (1-α)·w_y·(lse - s_y) + (α/C)·Σ_c w_c·(lse - s_c) + zl·lse²,
+# then sample weight × (not ignored); mean divides by Σ sample w × w_y × kept.
+
+
+def _capped(z, cap):
+    return z if cap is None else cap * np.tanh(z / cap)
+
+
+def sparse_zcap(z, y, axis=-1, ignore_index=None, alpha=0.0, cw=None, w=None, reduction="none",
+                z_loss=0.0, cap=None):
+    """The sparse softmax loss with z-loss and soft-capping, float64."""
+    zl = np.moveaxis(np.asarray(z, np.float64), axis, -1)
+    s = _capped(zl, cap)
+    y = np.asarray(y)
+    c = s.shape[-1]
+    keep = np.ones(y.shape, bool) if ignore_index is None else y != ignore_index
+    ys = np.where(keep, y, 0)
+    cwv = np.ones(c) if cw is None else np.asarray(cw, np.float64)
+    m = s.max(-1, keepdims=True)
+    lse = (m + np.log(np.exp(s - m).sum(-1, keepdims=True)))[..., 0]
+    nll = lse - np.take_along_axis(s, ys[..., None], -1)[..., 0]
+    smooth = (cwv * (lse[..., None] - s)).sum(-1)
+    loss = (1 - alpha) * cwv[ys] * nll + (alpha / c) * smooth + z_loss * lse**2
+    weight = cwv[ys] * keep
+    if w is not None:
+        wb = np.broadcast_to(np.asarray(w, np.float64), y.shape)
+        loss = loss * wb
+        weight = weight * wb
+    loss = np.where(keep, loss, 0.0)
+    return _reduce(loss, weight, reduction)
+
+
+def sparse_zcap_grad(z, y, axis=-1, ignore_index=None, alpha=0.0, cw=None, w=None, reduction="sum",
+                     z_loss=0.0, cap=None):
+    """d loss / d logits of :func:`sparse_zcap`, analytic:
+    ``[(Σ_c a_c + 2·zl·lse)·softmax(s) - a] · (1 - tanh²(z/c))`` per row, with
+    ``a = (1-α)·w_y·onehot(y) + (α/C)·w``."""
+    zl = np.moveaxis(np.asarray(z, np.float64), axis, -1)
+    s = _capped(zl, cap)
+    y = np.asarray(y)
+    c = s.shape[-1]
+    keep = np.ones(y.shape, bool) if ignore_index is None else y != ignore_index
+    ys = np.where(keep, y, 0)
+    cwv = np.ones(c) if cw is None else np.asarray(cw, np.float64)
+    m = s.max(-1, keepdims=True)
+    e = np.exp(s - m)
+    lse = m + np.log(e.sum(-1, keepdims=True))
+    prob = e / e.sum(-1, keepdims=True)
+    a = (1 - alpha) * cwv[ys][..., None] * np.eye(c)[ys] + (alpha / c) * cwv
+    g = (a.sum(-1, keepdims=True) + 2 * z_loss * lse) * prob - a
+    if cap is not None:
+        g = g * (1 - np.tanh(zl / cap) ** 2)
+    scale = keep.astype(np.float64)
+    weight = cwv[ys] * keep
+    if w is not None:
+        wb = np.broadcast_to(np.asarray(w, np.float64), y.shape)
+        scale = scale * wb
+        weight = weight * wb
+    g = g * scale[..., None]
+    if reduction == "mean":
+        total = weight.sum()
+        g = g / total if total else g * 0
+    return np.moveaxis(g, -1, axis)
+
+
+def linear(h, W, y, b=None, **kwargs):
+    """The linear cross-entropy, naively: logits = h @ W.T + b in float64, then
+    :func:`sparse_zcap` along the last axis."""
+    z = np.asarray(h, np.float64) @ np.asarray(W, np.float64).T
+    if b is not None:
+        z = z + np.asarray(b, np.float64)
+    return sparse_zcap(z, y, axis=-1, **kwargs)
+
+
+def linear_grads(h, W, y, b=None, **kwargs):
+    """(d/d hidden, d/d weight, d/d bias) of the reduced linear cross-entropy
+    (``reduction`` "sum" or "mean"), from the analytic logits gradient."""
+    h = np.asarray(h, np.float64)
+    W = np.asarray(W, np.float64)
+    z = h @ W.T
+    if b is not None:
+        z = z + np.asarray(b, np.float64)
+    g = sparse_zcap_grad(z, y, axis=-1, **kwargs)
+    g2 = g.reshape(-1, g.shape[-1])
+    return g @ W, g2.T @ h.reshape(-1, h.shape[-1]), g2.sum(0)

@@ -53,8 +53,12 @@ class Predictions:
         return self.backend.cast(x, self.dtype)
 
 
-def predictions(x: Any, name: str) -> Predictions:
-    """Dispatch on the predictions and validate that they are floating point."""
+def predictions(x: Any, name: str, *, cast: bool = True) -> Predictions:
+    """Dispatch on the predictions and validate that they are floating point.
+
+    With ``cast=False`` the value keeps its own dtype (half types are not
+    upcast): the caller computes in ``compute_dtype`` piece by piece.
+    """
     if isinstance(x, (numbers.Number, list, tuple)):
         x = np.asarray(x)
         if x.dtype.kind in "biu":  # Python numbers are accepted: ints become floats
@@ -73,7 +77,8 @@ def predictions(x: Any, name: str) -> Predictions:
             f"received {name}.dtype={dtype}. Cast it first, e.g. to float32."
         )
     compute = "float32" if dtype in HALF_DTYPES else dtype
-    return Predictions(backend, backend.cast(x, compute), dtype, compute, backend.shape(x), name)
+    value = backend.cast(x, compute) if cast else x
+    return Predictions(backend, value, dtype, compute, backend.shape(x), name)
 
 
 def _same_framework(p: Predictions, x: Any, name: str) -> Array:
@@ -160,6 +165,50 @@ def check_fraction(name: str, value: Any, upper: float) -> float:
     if not 0.0 <= number < upper:
         raise ValueError(f"{name} must be a number in [0, {upper:g}); received {name}={value!r}")
     return number
+
+
+def check_z_loss(value: Any) -> float:
+    """The z-loss scale: a finite number ``>= 0``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (number >= 0.0 and math.isfinite(number)):
+        raise ValueError(f"z_loss must be a finite number >= 0; received z_loss={value!r}")
+    return number
+
+
+def check_softcap(value: Any) -> float | None:
+    """The logit soft-cap: None (no capping) or a finite number ``> 0``."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (number > 0.0 and math.isfinite(number)):
+        raise ValueError(
+            f"logit_softcap must be None or a finite number > 0; received logit_softcap={value!r}"
+        )
+    return number
+
+
+def tanh(be: Backend, x: Array) -> Array:
+    """``tanh(x)``: the backend's own where it has one, else its array-API namespace's."""
+    own = getattr(be, "tanh", None)
+    return own(x) if own is not None else be.namespace(x).tanh(x)
+
+
+def softcap(be: Backend, z: Array, cap: float | None) -> Array:
+    """Gemma 2's logit soft-capping ``cap · tanh(z / cap)`` (``z`` itself for None)."""
+    return z if cap is None else tanh(be, z / cap) * cap
+
+
+def logsumexp(be: Backend, z: Array, axis: int) -> Array:
+    """``log Σ exp(z)`` along ``axis`` (removed), shifted by the row max (no gradient
+    through the shift, so the gradient is exactly ``softmax(z)``)."""
+    m = be.stop_gradient(be.max(z, axis, keepdims=True))
+    return be.log(be.sum(be.exp(z - m), axis)) + be.sum(m, axis)
 
 
 def check_reduction(reduction: Any) -> str:

@@ -83,12 +83,18 @@ def sparse_softmax_cross_entropy(
     class_weights: Array | None = None,
     weights: Array | None = None,
     reduction: Reduction = "none",
+    z_loss: float = 0.0,
+    logit_softcap: float | None = None,
 ) -> Array:
     r"""Softmax cross-entropy with integer class labels.
 
     ``loss_i = -log_softmax(logits_i)[y_i]``; with class weights ``w`` and
     smoothing ``α`` it is, as in ``torch.nn.functional.cross_entropy``,
     ``(1-α)·w[y_i]·(-log p_{i,y_i}) + (α/C)·Σ_c w_c·(-log p_{i,c})``.
+    ``logit_softcap = c`` first replaces the logits by ``c·tanh(z/c)`` (Gemma 2);
+    ``z_loss = s`` adds PaLM's ``s·logsumexp(z_i)²`` to each entry's loss (not
+    multiplied by the class weight, as in Liger-Kernel; sample weights, the
+    ignore mask and the reduction apply to it as to the rest of the loss).
 
     Args:
       logits: ``[..., num_classes, ...]`` floating point.
@@ -102,6 +108,8 @@ def sparse_softmax_cross_entropy(
       reduction: ``"none"``, ``"sum"``, or ``"mean"`` = ``Σ loss_i / Σ W_i`` with
         ``W_i`` = sample weight × class weight of the label × (not ignored);
         0 (with zero gradient) when every entry is ignored.
+      z_loss: ``s >= 0``, the scale of the auxiliary ``s·logsumexp(z)²`` term.
+      logit_softcap: ``None`` or ``c > 0``: soft-cap the logits to ``(-c, c)``.
 
     Returns:
       The loss in the dtype of ``logits``: shape ``labels.shape`` for ``"none"``,
@@ -124,13 +132,16 @@ def sparse_softmax_cross_entropy(
     """
     p, axis, num, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
+    zl = fe.check_z_loss(z_loss)
+    cap = fe.check_softcap(logit_softcap)
     be = p.backend
     y = fe.sparse_labels(p, labels, axis, num, ignore_index)
     cw = None if class_weights is None else fe.class_weight_vector(p, class_weights, num)
     with be.errstate():
+        z = fe.softcap(be, p.value, cap)
         class_w = None if cw is None else be.take(cw, y.safe)
         if alpha:
-            logp = be.log_softmax(p.value, axis)
+            logp = be.log_softmax(z, axis)
             nll = -be.sum(be.take_along_axis(logp, be.expand_dims(y.safe, axis), axis), axis)
             if cw is None:
                 smooth = -be.sum(logp, axis)
@@ -141,9 +152,12 @@ def sparse_softmax_cross_entropy(
         else:
             # Fused native kernel where the backend has one (torch, TF): it only
             # ever sees in-range labels; masks and weights are applied here.
-            loss = be.nll(p.value, y.safe, axis)
+            loss = be.nll(z, y.safe, axis)
             if class_w is not None:
                 loss = fe.xlogy(be, class_w, loss)
+        if zl:
+            lse = fe.logsumexp(be, z, axis)
+            loss = loss + zl * (lse * lse)
         return fe.reduce(
             p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad
         )
