@@ -118,7 +118,8 @@ def _once(f: Fn) -> float:
 
 
 def time_ab(
-    xent_fn: Fn, native_fn: Fn, budget_s: float, min_pairs: int = 3, max_pairs: int = 200
+    xent_fn: Fn, native_fn: Fn, budget_s: float, min_pairs: int = 3, max_pairs: int = 200,
+    warmup: int = 2,
 ) -> dict[str, float]:
     """Interleaved A/B timing: medians of per-call times and of the per-pair ratios.
 
@@ -126,7 +127,7 @@ def time_ab(
     a function ``k`` times in a row, with ``k`` chosen so a sample lasts about a
     millisecond; pairs alternate which side runs first.
     """
-    for _ in range(2):
+    for _ in range(warmup):
         xent_fn()
         native_fn()
     ta, tb = _once(xent_fn), _once(native_fn)
@@ -414,14 +415,15 @@ def plan(args: argparse.Namespace) -> list[Cell]:
 def _budget(cell: Cell, quick: bool) -> float:
     elements = cell.n * cell.c
     if elements >= 10**7:
-        return 1.5
+        return 1.0
     return 0.1 if quick else 0.25
 
 
 def _measure(cell: Cell, inp: Inputs, quick: bool) -> None:
     xent_fn, native_fn, cell.anchor = BUILDERS[cell.backend](cell, inp)
-    min_pairs = 3 if cell.n * cell.c >= 10**7 else 5
-    r = time_ab(xent_fn, native_fn, _budget(cell, quick), min_pairs=min_pairs)
+    large = cell.n * cell.c >= 10**7
+    r = time_ab(xent_fn, native_fn, _budget(cell, quick), min_pairs=3 if large else 5,
+                warmup=1 if large else 2)
     cell.xent_ms, cell.native_ms = r["xent_s"] * 1e3, r["native_s"] * 1e3
     cell.ratio, cell.ratio_p25, cell.ratio_p75 = r["ratio"], r["ratio_p25"], r["ratio_p75"]
     cell.delta_us = r["delta_s"] * 1e6
