@@ -358,7 +358,9 @@ def sparse_labels(
     checked = host or be.can_inspect(y)
     if checked:
         values = labels if host else be.to_numpy(y)
-        if values.size and (values.min() < 0 or values.max() >= num):
+        # One reduction for both ends: negative ids viewed as unsigned are huge.
+        unsigned = values.view(f"u{values.itemsize}") if values.dtype.kind == "i" else values
+        if values.size and unsigned.max() >= num:
             _raise_out_of_range(values, num, ignore_index)
     keep = None if ignore_index is None else (y != ignore_index)
     bad = None if checked else ((y < 0) | (y >= num))
