@@ -139,3 +139,19 @@ def test_reference_gradient_is_the_derivative_of_the_reference(case):
 
         numeric = (scalar(base + h * direction) - scalar(base - h * direction)) / (2 * h)
         np.testing.assert_allclose(np.sum(grad * direction), numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_bench_subcommand_runs_and_writes_json(tmp_path):  # type: ignore[no-untyped-def]
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "xent", "bench", "--backends", "numpy", "--sizes", "32x10",
+         "--losses", "sparse", "--no-progress", "--json", str(out)],
+        capture_output=True, text=True, check=True,
+    )
+    assert "ratio" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data, "the JSON file is empty"

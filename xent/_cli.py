@@ -4,8 +4,7 @@ The checks themselves live in :mod:`xent._parity`; this module only parses
 arguments, shows progress and formats the results.
 
 Subcommands are registered in :func:`build_parser`, one ``_add_<name>`` function
-each; a new subcommand (``bench`` is planned) adds its own ``_add_bench`` there
-and a ``_cmd_bench(args) -> int``.
+each: ``info``, ``parity`` and ``bench`` (whose engine is :mod:`xent._bench`).
 """
 
 from __future__ import annotations
@@ -186,6 +185,20 @@ def _cmd_parity(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
 
 
 # ----------------------------------------------------------------------- main
+# ---------------------------------------------------------------------- bench
+def _add_bench(sub: Any) -> None:
+    from xent import _bench
+
+    p = sub.add_parser(
+        "bench",
+        help="time xent against each framework's native loss (ratios, overhead, memory)",
+        description="Benchmark xent against the native losses, A/B interleaved in one "
+                    "process; prints a table of xent/native ratios, writes JSON and a PNG chart.",
+    )
+    _bench.add_arguments(p)
+    p.set_defaults(func=_bench.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``xent`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -193,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_info(sub)
     _add_parity(sub)
-    # Further subcommands go here, e.g. _add_bench(sub) (see module docstring).
+    _add_bench(sub)
     return parser
 
 
