@@ -184,7 +184,9 @@ class Backend:
         ``logsumexp`` before subtracting ``z_y``.
         """
         m = self.stop_gradient(self.max(z, axis, keepdims=True))
-        shifted = z - m
-        log_s = self.log(self.sum(self.exp(shifted), axis))
-        picked = self.take_along_axis(shifted, self.expand_dims(labels, axis), axis)
+        log_s = self.log(self.sum(self.exp(z - m), axis))
+        # Gather from z, not from z - m: the shifted logits then feed only the
+        # exp-sum, which a compiler (XLA) fuses into one pass without a
+        # logits-sized temporary. z_y - m is the same subtraction either way.
+        picked = self.take_along_axis(z, self.expand_dims(labels, axis), axis) - m
         return log_s - self.sum(picked, axis)
