@@ -64,3 +64,8 @@ class JaxBackend(Backend):
 
     def log_softmax(self, z: Array, axis: int) -> Array:
         return jax.nn.log_softmax(z, axis=axis)
+
+    def linear_cross_entropy_chunks(self, *args: Any) -> Array:
+        from .jax_linear import linear_cross_entropy_chunks  # the chunked LM-head loss, lazily
+
+        return linear_cross_entropy_chunks(self, *args)

@@ -119,3 +119,8 @@ class TensorflowBackend(Backend):
         if labels.dtype not in (tf.int32, tf.int64):
             labels = tf.cast(labels, tf.int64)
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=z)
+
+    def linear_cross_entropy_chunks(self, *args: Any) -> Array:
+        from .tensorflow_linear import linear_cross_entropy_chunks  # the chunked LM-head loss, lazily
+
+        return linear_cross_entropy_chunks(self, *args)

@@ -104,3 +104,8 @@ class TorchBackend(Backend):
         if z.ndim > 1 and axis != 1:
             z = torch.movedim(z, axis, 1)
         return F.cross_entropy(z, labels.long(), reduction="none")
+
+    def linear_cross_entropy_chunks(self, *args: Any) -> Array:
+        from .torch_linear import linear_cross_entropy_chunks  # the chunked LM-head loss, lazily
+
+        return linear_cross_entropy_chunks(self, *args)

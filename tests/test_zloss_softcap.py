@@ -57,10 +57,9 @@ def test_values(fw, dtype, reduction, option, shape, axis):  # type: ignore[no-u
     assert_matches(fw, got, want, dtype, shape[axis], reduced)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("option", list(OPTIONS))
-@pytest.mark.parametrize("shape,axis", SHAPES)
+@pytest.mark.parametrize("dtype,shape,axis", [("float64",) + SHAPES[0], ("float64",) + SHAPES[1], ("float32",) + SHAPES[1]])
 def test_gradients(autodiff_fw, dtype, reduction, option, shape, axis):  # type: ignore[no-untyped-def]
     fw = autodiff_fw
     z, y, kwargs, ref_kwargs = _case(fw, option, shape, axis, dtype, seed=1)

@@ -20,6 +20,7 @@ from xent._losses import (
     sparse_categorical_cross_entropy,
     sparse_softmax_cross_entropy,
 )
+from xent._linear import linear_cross_entropy
 from xent._registry import available_backends, get_backend, register_backend
 
 __version__ = "0.1.0"
@@ -29,6 +30,7 @@ __all__ = [
     "binary_cross_entropy",
     "categorical_cross_entropy",
     "get_backend",
+    "linear_cross_entropy",
     "register_backend",
     "sigmoid_cross_entropy",
     "softmax_cross_entropy",

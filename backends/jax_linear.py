@@ -1,0 +1,90 @@
+"""JAX: the chunked linear cross-entropy as a ``jax.custom_vjp`` over ``lax.scan``.
+
+The tokens are padded to a multiple of ``plan.chunk`` and scanned chunk by
+chunk, so XLA plans one chunk's ``[chunk, V]`` logits, not ``[N, V]``. Forward
+keeps the per-token loss and ``logsumexp``; backward scans again, recomputing
+each chunk's logits (``preferred_element_type`` = the compute dtype, so
+bfloat16 inputs give float32 logits), and carries the weight and bias
+gradients in float32 through the scan, cast to the inputs' dtypes at the end.
+Works under ``jax.jit`` and ``jax.grad``; padded rows get a zero cotangent.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from xent._linear import Plan, chunk_dlogits, chunk_loss
+
+from ._base import Array, Backend
+
+
+def _logits(h: Array, W: Array, b: Array | None, compute: Any) -> Array:
+    z = jnp.matmul(h, W.T, preferred_element_type=compute)
+    return z if b is None else z + b
+
+
+def _chunked(x: Array, k: int, nc: int) -> Array:
+    pad = nc * k - x.shape[0]
+    if pad:
+        x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+    return x.reshape((nc, k) + x.shape[1:])
+
+
+@functools.lru_cache(maxsize=64)
+def _function(be: Backend, plan: Plan) -> Any:
+    compute = jnp.dtype(plan.compute_dtype)
+    k = plan.chunk
+
+    def forward(h: Array, W: Array, b: Array | None, y: Array, cw: Array | None) -> tuple[Array, Array]:
+        n = h.shape[0]
+        nc = -(-n // k)
+
+        def body(_: Any, xs: tuple[Array, Array]) -> tuple[None, tuple[Array, Array]]:
+            hc, yc = xs
+            return None, chunk_loss(be, _logits(hc, W, b, compute), yc, cw, plan)
+
+        _, (loss, lse) = jax.lax.scan(body, None, (_chunked(h, k, nc), _chunked(y, k, nc)))
+        return loss.reshape(-1)[:n], lse.reshape(-1)[:n]
+
+    @jax.custom_vjp
+    def f(h: Array, W: Array, b: Array | None, y: Array, cw: Array | None) -> Array:
+        return forward(h, W, b, y, cw)[0]
+
+    def f_fwd(h, W, b, y, cw):  # type: ignore[no-untyped-def]
+        loss, lse = forward(h, W, b, y, cw)
+        return loss, (h, W, b, y, cw, lse)
+
+    def f_bwd(res, go):  # type: ignore[no-untyped-def]
+        h, W, b, y, cw, lse = res
+        n = h.shape[0]
+        nc = -(-n // k)
+        classes = jnp.arange(plan.vocab, dtype=y.dtype)
+
+        def body(carry, xs):  # type: ignore[no-untyped-def]
+            dW, db = carry
+            hc, yc, lc, gc = xs
+            g = chunk_dlogits(be, _logits(hc, W, b, compute), yc, cw, lc, gc, classes, plan)
+            dh = jnp.matmul(g.astype(W.dtype), W, preferred_element_type=compute).astype(h.dtype)
+            dW = dW + jnp.matmul(g.T, hc.astype(compute))  # float32 accumulator for half inputs
+            if db is not None:
+                db = db + g.sum(0)
+            return (dW, db), dh
+
+        init = (jnp.zeros(W.shape, compute), None if b is None else jnp.zeros(b.shape, compute))
+        xs = tuple(_chunked(x, k, nc) for x in (h, y, lse, go.astype(compute)))
+        (dW, db), dh = jax.lax.scan(body, init, xs)
+        dh = dh.reshape((-1, h.shape[1]))[:n]
+        return dh, dW.astype(W.dtype), None if b is None else db.astype(b.dtype), None, None
+
+    f.defvjp(f_fwd, f_bwd)
+    return f
+
+
+def linear_cross_entropy_chunks(be: Backend, h: Array, W: Array, b: Array | None, y: Array,
+                                cw: Array | None, plan: Plan) -> Array:
+    """Per-token loss ``[N]`` (compute dtype) of ``h [N, H]`` against ``W [V, H]``."""
+    return _function(be, plan)(h, W, b, y, cw)
