@@ -1,0 +1,313 @@
+"""Linear + cross-entropy (LM head): xent.linear_cross_entropy against the naive
+computation and the fused implementations that exist.
+
+    python benchmarks/linear.py                      # CPU size: 1024 x 512 -> 32768, bfloat16
+    python benchmarks/linear.py --size gpu           # 8192 x 4096 -> 128256, bfloat16, on CUDA
+    python benchmarks/linear.py --impls xent-torch,torch-naive --dtype float32 --json out.json
+
+Each implementation runs in its own subprocess (so one's memory or compiler state
+cannot leak into another's numbers) on the same inputs (seeded), with
+``reduction="mean"``, no other options. Reported per implementation:
+
+* ``fwd ms``, ``fwd+bwd ms``: median of ``--repeats`` timed calls after one warm-up
+  (torch.compile and jax.jit compile during the warm-up);
+* ``peak MB``: memory beyond the inputs during one fwd+bwd call, gradients
+  included (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the process's
+  resident set, sampled every 0.5 ms by a thread; glibc returns large buffers
+  to the OS on free, so the RSS follows the live arrays);
+* ``loss err``, ``dh err``, ``dW err``: ``‖x - ref‖ / ‖ref‖`` against a float64
+  computation of the same (rounded) inputs, done chunk by chunk in the parent.
+
+Implementations: ``torch-naive`` (``F.cross_entropy((h @ W.T).float(), y)``),
+``torch-compile`` (the same under ``torch.compile``), ``torch-lce``
+(``F.linear_cross_entropy`` with ``torch.nn.LinearCrossEntropyOptions()``, its
+chunked path; torch >= 2.13), ``liger`` (``LigerFusedLinearCrossEntropyLoss``,
+where liger-kernel and a GPU are available), ``xent-torch``, ``jax-naive``
+(optax-style, jitted), ``xent-jax`` (jitted); ``xent-torch@256`` / ``xent-jax@256``
+are xent with ``chunk_size=256`` instead of the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+SIZES = {
+    "cpu": {"tokens": 1024, "hidden": 512, "vocab": 32768, "device": "cpu"},
+    "gpu": {"tokens": 8192, "hidden": 4096, "vocab": 128256, "device": "cuda"},
+}
+IMPLS = ["torch-naive", "torch-compile", "torch-lce", "liger", "xent-torch", "xent-torch@256",
+         "jax-naive", "xent-jax", "xent-jax@256"]
+
+
+def _chunk(name: str) -> int | None:
+    """``xent-torch@256``: xent with chunk_size=256 (default chunk_size without ``@``)."""
+    return int(name.split("@")[1]) if "@" in name else None
+
+
+# ----------------------------------------------------------------------------- inputs
+def make_inputs(cfg: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """Seeded hidden [N, H], weight [V, H] (in cfg["dtype"]) and labels [N], on the CPU."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    n, d, v = cfg["tokens"], cfg["hidden"], cfg["vocab"]
+    dtype = getattr(torch, cfg["dtype"])
+    h = torch.randn(n, d, generator=g).to(dtype)
+    W = (torch.randn(v, d, generator=g) * (2.0 / d**0.5)).to(dtype)  # logits of std about 2
+    y = torch.randint(0, v, (n,), generator=g)
+    return h, W, y
+
+
+def reference(cfg: dict[str, Any], path: str) -> None:
+    """Loss, dh and dW of the mean cross-entropy in float64, chunk by chunk."""
+    import numpy as np
+    import torch
+
+    h, W, y = make_inputs(cfg)
+    dev = cfg["device"]
+    h, W, y = h.to(dev, torch.float64), W.to(dev, torch.float64), y.to(dev)
+    n = h.shape[0]
+    loss = torch.zeros((), dtype=torch.float64, device=dev)
+    dh = torch.empty_like(h)
+    dW = torch.zeros_like(W)
+    for s in range(0, n, 1024):
+        z = h[s : s + 1024] @ W.T
+        lse = torch.logsumexp(z, 1)
+        loss += (lse - z.gather(1, y[s : s + 1024, None])[:, 0]).sum()
+        g = torch.exp(z - lse[:, None])
+        g[torch.arange(g.shape[0], device=dev), y[s : s + 1024]] -= 1
+        g /= n
+        dh[s : s + 1024] = g @ W
+        dW += g.T @ h[s : s + 1024]
+    np.savez(path, loss=(loss / n).cpu().numpy(), dh=dh.cpu().numpy(), dW=dW.cpu().numpy())
+
+
+# ----------------------------------------------------------------------------- worker
+class PeakRSS:
+    """Highest resident set size seen by a sampling thread while active (bytes)."""
+
+    def __init__(self) -> None:
+        self.page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def __enter__(self) -> PeakRSS:
+        self.base = self.peak = self.rss()
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.0005)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.running = False
+        self.thread.join()
+        self.peak = max(self.peak, self.rss())
+
+
+def torch_impl(name: str, cfg: dict[str, Any]) -> tuple[Any, Any]:
+    """(loss function of (h, W), a function that reads (dh, dW) back) for a torch impl."""
+    import torch
+    import torch.nn.functional as F
+
+    _, _, y = make_inputs(cfg)
+    y = y.to(cfg["device"])
+    if name in ("torch-naive", "torch-compile"):
+        def fn(h, W):  # type: ignore[no-untyped-def]
+            return F.cross_entropy((h @ W.T).float(), y)
+        if name == "torch-compile":
+            fn = torch.compile(fn)
+    elif name == "torch-lce":
+        if not hasattr(F, "linear_cross_entropy"):
+            raise RuntimeError("torch.nn.functional.linear_cross_entropy needs torch >= 2.13")
+        options = torch.nn.LinearCrossEntropyOptions()
+
+        def fn(h, W):  # type: ignore[no-untyped-def]
+            return F.linear_cross_entropy(h, W, y, options=options)
+    elif name == "liger":
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+        module = LigerFusedLinearCrossEntropyLoss()
+
+        def fn(h, W):  # type: ignore[no-untyped-def]
+            return module(W, h, y)
+    elif name.startswith("xent-torch"):
+        import xent
+
+        def fn(h, W):  # type: ignore[no-untyped-def]
+            return xent.linear_cross_entropy(h, W, y, chunk_size=_chunk(name))
+    else:
+        raise ValueError(name)
+    return fn, None
+
+
+def run_torch(name: str, cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
+    import torch
+
+    fn, _ = torch_impl(name, cfg)
+    h, W, _ = make_inputs(cfg)
+    dev = cfg["device"]
+    h, W = h.to(dev).requires_grad_(), W.to(dev).requires_grad_()
+    cuda = dev.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    def fwd():  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            return fn(h, W)
+
+    def fwd_bwd():  # type: ignore[no-untyped-def]
+        h.grad = W.grad = None
+        loss = fn(h, W)
+        loss.backward()
+        return loss
+
+    def timed(f):  # type: ignore[no-untyped-def]
+        f()
+        sync()
+        out = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            f()
+            sync()
+            out.append((time.perf_counter() - t) * 1e3)
+        return statistics.median(out)
+
+    t_fwd = timed(fwd)
+    t_both = timed(fwd_bwd)
+    h.grad = W.grad = None
+    if cuda:
+        torch.cuda.empty_cache()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        loss = fwd_bwd()
+        sync()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        with PeakRSS() as p:
+            loss = fwd_bwd()
+        peak = p.peak - p.base
+    return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "peak_mb": peak / 2**20,
+            "loss": float(loss), "dh": h.grad.double().cpu().numpy(), "dW": W.grad.double().cpu().numpy()}
+
+
+def run_jax(name: str, cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import xent
+
+    h, W, y = (jnp.asarray(t.float().numpy()) for t in make_inputs(cfg))
+    h, W = h.astype(cfg["dtype"]), W.astype(cfg["dtype"])
+    y = jnp.asarray(y, jnp.int32)
+
+    if name == "jax-naive":
+        def loss_fn(a, w):  # type: ignore[no-untyped-def]
+            z = (a @ w.T).astype(jnp.float32)
+            return jnp.mean(jax.nn.logsumexp(z, -1) - jnp.take_along_axis(z, y[:, None], -1)[:, 0])
+    else:
+        def loss_fn(a, w):  # type: ignore[no-untyped-def]
+            return xent.linear_cross_entropy(a, w, y, chunk_size=_chunk(name))
+
+    fwd = jax.jit(loss_fn)
+    both = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1)))
+
+    def timed(f):  # type: ignore[no-untyped-def]
+        jax.block_until_ready(f(h, W))
+        out = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            jax.block_until_ready(f(h, W))
+            out.append((time.perf_counter() - t) * 1e3)
+        return statistics.median(out)
+
+    t_fwd, t_both = timed(fwd), timed(both)
+    planned = both.lower(h, W).compile().memory_analysis()
+    with PeakRSS() as p:
+        loss, (dh, dW) = jax.block_until_ready(both(h, W))
+    return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "peak_mb": (p.peak - p.base) / 2**20,
+            "xla_temp_mb": planned.temp_size_in_bytes / 2**20, "loss": float(loss),
+            "dh": np.asarray(dh, np.float64), "dW": np.asarray(dW, np.float64)}
+
+
+def worker(name: str, cfg: dict[str, Any], repeats: int, ref_path: str, out_path: str) -> None:
+    import numpy as np
+
+    result = (run_jax if "jax" in name else run_torch)(name, cfg, repeats)
+    ref = np.load(ref_path)
+
+    def rel(a: Any, b: Any) -> float:
+        return float(np.linalg.norm(np.asarray(a) - b) / np.linalg.norm(b))
+
+    result["loss_err"] = abs(result["loss"] - float(ref["loss"])) / abs(float(ref["loss"]))
+    result["dh_err"] = rel(result.pop("dh"), ref["dh"])
+    result["dW_err"] = rel(result.pop("dW"), ref["dW"])
+    with open(out_path, "w") as f:
+        json.dump(result, f)
+
+
+# ----------------------------------------------------------------------------- driver
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", choices=sorted(SIZES), default="cpu")
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    ap.add_argument("--impls", default=",".join(IMPLS))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--ref", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    cfg = dict(SIZES[args.size], dtype=args.dtype)
+    if args.worker:
+        worker(args.worker, cfg, args.repeats, args.ref, args.out)
+        return 0
+
+    print(f"linear cross-entropy: tokens={cfg['tokens']} hidden={cfg['hidden']} vocab={cfg['vocab']} "
+          f"{cfg['dtype']} on {cfg['device']}; median of {args.repeats}", flush=True)
+    tmp = tempfile.mkdtemp(prefix="xent-linear-")
+    ref_path = os.path.join(tmp, "ref.npz")
+    reference(cfg, ref_path)
+    rows = []
+    header = f"{'impl':<16}{'fwd ms':>10}{'fwd+bwd ms':>12}{'peak MB':>10}{'loss err':>10}{'dh err':>10}{'dW err':>10}"
+    print(header, flush=True)
+    for name in args.impls.split(","):
+        out = os.path.join(tmp, f"{name}.json")
+        cmd = [sys.executable, __file__, "--worker", name, "--size", args.size, "--dtype", args.dtype,
+               "--repeats", str(args.repeats), "--ref", ref_path, "--out", out]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode or not os.path.exists(out):
+            reason = (proc.stderr.strip().splitlines() or ["failed"])[-1][:100]
+            print(f"{name:<16}skipped: {reason}", flush=True)
+            rows.append({"impl": name, "skipped": reason})
+            continue
+        with open(out) as f:
+            r = json.load(f)
+        r["impl"] = name
+        rows.append(r)
+        extra = f"  (XLA temp {r['xla_temp_mb']:.0f} MB)" if "xla_temp_mb" in r else ""
+        print(f"{name:<16}{r['fwd_ms']:>10.1f}{r['fwd_bwd_ms']:>12.1f}{r['peak_mb']:>10.0f}"
+              f"{r['loss_err']:>10.1e}{r['dh_err']:>10.1e}{r['dW_err']:>10.1e}{extra}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"config": cfg, "results": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
