@@ -130,6 +130,9 @@ class Backend:
     def log1p(self, x: Array) -> Array:
         return self.namespace(x).log1p(x)
 
+    def tanh(self, x: Array) -> Array:
+        return self.namespace(x).tanh(x)
+
     def abs(self, x: Array) -> Array:
         return self.namespace(x).abs(x)
 

@@ -162,9 +162,8 @@ def _capped(z, cap):
     return z if cap is None else cap * np.tanh(z / cap)
 
 
-def sparse_zcap(z, y, axis=-1, ignore_index=None, alpha=0.0, cw=None, w=None, reduction="none",
-                z_loss=0.0, cap=None):
-    """The sparse softmax loss with z-loss and soft-capping, float64."""
+def _zcap_inputs(z, y, axis, ignore_index, cw, cap):
+    """Class axis last, capped logits, kept entries, safe labels, class weights."""
     zl = np.moveaxis(np.asarray(z, np.float64), axis, -1)
     s = _capped(zl, cap)
     y = np.asarray(y)
@@ -172,6 +171,13 @@ def sparse_zcap(z, y, axis=-1, ignore_index=None, alpha=0.0, cw=None, w=None, re
     keep = np.ones(y.shape, bool) if ignore_index is None else y != ignore_index
     ys = np.where(keep, y, 0)
     cwv = np.ones(c) if cw is None else np.asarray(cw, np.float64)
+    return zl, s, y, c, keep, ys, cwv
+
+
+def sparse_zcap(z, y, axis=-1, ignore_index=None, alpha=0.0, cw=None, w=None, reduction="none",
+                z_loss=0.0, cap=None):
+    """The sparse softmax loss with z-loss and soft-capping, float64."""
+    zl, s, y, c, keep, ys, cwv = _zcap_inputs(z, y, axis, ignore_index, cw, cap)
     m = s.max(-1, keepdims=True)
     lse = (m + np.log(np.exp(s - m).sum(-1, keepdims=True)))[..., 0]
     nll = lse - np.take_along_axis(s, ys[..., None], -1)[..., 0]
@@ -191,13 +197,7 @@ def sparse_zcap_grad(z, y, axis=-1, ignore_index=None, alpha=0.0, cw=None, w=Non
     """d loss / d logits of :func:`sparse_zcap`, analytic:
     ``[(Σ_c a_c + 2·zl·lse)·softmax(s) - a] · (1 - tanh²(z/c))`` per row, with
     ``a = (1-α)·w_y·onehot(y) + (α/C)·w``."""
-    zl = np.moveaxis(np.asarray(z, np.float64), axis, -1)
-    s = _capped(zl, cap)
-    y = np.asarray(y)
-    c = s.shape[-1]
-    keep = np.ones(y.shape, bool) if ignore_index is None else y != ignore_index
-    ys = np.where(keep, y, 0)
-    cwv = np.ones(c) if cw is None else np.asarray(cw, np.float64)
+    zl, s, y, c, keep, ys, cwv = _zcap_inputs(z, y, axis, ignore_index, cw, cap)
     m = s.max(-1, keepdims=True)
     e = np.exp(s - m)
     lse = m + np.log(e.sum(-1, keepdims=True))

@@ -156,12 +156,17 @@ def num_classes(p: Predictions, axis: int) -> int:
     return c
 
 
+def _number(value: Any) -> float:
+    """``value`` as a float, or NaN (which fails every range check) if it is none."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def check_fraction(name: str, value: Any, upper: float) -> float:
     """A number in ``[0, upper)``: ``label_smoothing`` (upper 1), ``epsilon`` (upper 0.5)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
+    number = _number(value)
     if not 0.0 <= number < upper:
         raise ValueError(f"{name} must be a number in [0, {upper:g}); received {name}={value!r}")
     return number
@@ -169,10 +174,7 @@ def check_fraction(name: str, value: Any, upper: float) -> float:
 
 def check_z_loss(value: Any) -> float:
     """The z-loss scale: a finite number ``>= 0``."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
+    number = _number(value)
     if not (number >= 0.0 and math.isfinite(number)):
         raise ValueError(f"z_loss must be a finite number >= 0; received z_loss={value!r}")
     return number
@@ -182,10 +184,7 @@ def check_softcap(value: Any) -> float | None:
     """The logit soft-cap: None (no capping) or a finite number ``> 0``."""
     if value is None:
         return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
+    number = _number(value)
     if not (number > 0.0 and math.isfinite(number)):
         raise ValueError(
             f"logit_softcap must be None or a finite number > 0; received logit_softcap={value!r}"
@@ -193,15 +192,9 @@ def check_softcap(value: Any) -> float | None:
     return number
 
 
-def tanh(be: Backend, x: Array) -> Array:
-    """``tanh(x)``: the backend's own where it has one, else its array-API namespace's."""
-    own = getattr(be, "tanh", None)
-    return own(x) if own is not None else be.namespace(x).tanh(x)
-
-
 def softcap(be: Backend, z: Array, cap: float | None) -> Array:
     """Gemma 2's logit soft-capping ``cap · tanh(z / cap)`` (``z`` itself for None)."""
-    return z if cap is None else tanh(be, z / cap) * cap
+    return z if cap is None else be.tanh(z / cap) * cap
 
 
 def logsumexp(be: Backend, z: Array, axis: int) -> Array:
@@ -325,9 +318,13 @@ def _raise_out_of_range(values: np.ndarray, num: int, ignore_index: int | None) 
 
 
 def sparse_labels(
-    p: Predictions, labels: Any, axis: int, num: int, ignore_index: Any
+    p: Predictions, labels: Any, axis: int, num: int, ignore_index: Any, axis_name: str = "class"
 ) -> SparseLabels:
-    """Validate integer class ids against the predictions and make them safe."""
+    """Validate integer class ids against the predictions and make them safe.
+
+    ``labels`` must have the predictions' shape without ``axis`` (the class axis
+    of logits, or the hidden axis of :func:`xent.linear_cross_entropy`'s hidden
+    states, named by ``axis_name`` in the error)."""
     be = p.backend
     if ignore_index is not None and (
         isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)
@@ -351,7 +348,7 @@ def sparse_labels(
     _check_shapes_match(
         shape,
         expected,
-        f"labels.shape must be {p.name}.shape without the class axis ({axis}), i.e. "
+        f"labels.shape must be {p.name}.shape without the {axis_name} axis ({axis}), i.e. "
         f"{expected}. Received: {p.name}.shape={p.shape}, labels.shape={shape}",
     )
     # Check on the host where that is free of syncs and traces; elsewhere mark.

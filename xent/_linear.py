@@ -21,7 +21,6 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 
 from xent import _frontend as fe
 from xent._frontend import Reduction
@@ -164,12 +163,6 @@ def _operand(p: fe.Predictions, x: Any, name: str, shape: tuple[int, ...], same_
     return arr
 
 
-def _labels_shape(be: Backend, labels: Any) -> tuple[int | None, ...] | None:
-    if fe._is_host_data(labels):
-        return tuple(np.shape(labels))
-    return be.shape(labels) if be.is_array(labels) else None
-
-
 def linear_cross_entropy(
     hidden: Array,
     weight: Array,
@@ -253,14 +246,7 @@ def linear_cross_entropy(
         raise ValueError(f"weight has no classes: weight.shape={be.shape(W)}")
     b = None if bias is None else be.cast(_operand(p, bias, "bias", (vocab,), False), p.compute_dtype)
     token_shape = p.shape[:-1]
-    got = _labels_shape(be, labels)
-    if got is not None:
-        fe._check_shapes_match(
-            got, token_shape,
-            f"labels.shape must be hidden.shape without its last (hidden) axis, i.e. {token_shape}. "
-            f"Received: hidden.shape={p.shape}, labels.shape={got}",
-        )
-    y = fe.sparse_labels(p, labels, len(p.shape) - 1, vocab, ignore_index)
+    y = fe.sparse_labels(p, labels, len(p.shape) - 1, vocab, ignore_index, axis_name="hidden")
     w = None if weights is None else fe.broadcast_operand(p, weights, "weights", token_shape, "hidden.shape[:-1]")
     cw = None if class_weights is None else be.stop_gradient(fe.class_weight_vector(p, class_weights, vocab))
     num_tokens = None if None in token_shape else math.prod(token_shape)  # type: ignore[arg-type]
