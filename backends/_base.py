@@ -28,6 +28,16 @@ INT_DTYPES = (
 )
 
 
+def labels_in_range(values: Any, num: int) -> bool:
+    """Whether every integer in the NumPy array ``values`` is in ``[0, num)``:
+    one reduction, since negative ids viewed as unsigned are huge."""
+    if not values.size:
+        return True
+    if values.dtype.kind == "i":
+        values = values.view(f"u{values.itemsize}")
+    return bool(values.max() < num)
+
+
 class Backend:
     """Base class of every backend: the primitives the losses are built from.
 
@@ -40,6 +50,8 @@ class Backend:
 
     name: ClassVar[str] = "?"
     module: ClassVar[str | None] = None
+    #: whether :meth:`compiled` may run a whole loss as one program (JAX).
+    compiles_eagerly: ClassVar[bool] = False
 
     # ----------------------------------------------------------------- identity
     def is_array(self, x: Any) -> bool:
@@ -110,6 +122,31 @@ class Backend:
         """A context in which IEEE special values raise no warnings."""
         return contextlib.nullcontext()
 
+    # ------------------------------------------------------------- fast path
+    def fused_sparse(
+        self, logits: Array, labels: Array, axis: int, reduction: str, ignore_index: int | None
+    ) -> Array | None:
+        """The plain sparse loss (no smoothing, weights, z-loss or soft-cap),
+        reduced, in one native call; ``None`` to take the general path.
+
+        A backend returns a result only inside the envelope where its native
+        kernel gives exactly xent's semantics, and ``None`` for anything it
+        does not recognise or cannot check cheaply (the general path then
+        validates, and raises xent's own errors). This is what makes a small
+        eager call cost the same as the framework's own loss.
+        """
+        return None
+
+    def compiled(self, fn: Any, *args: Array, **options: Any) -> Array | None:
+        """``fn(*args, **options)`` as one compiled program, where this framework
+        would otherwise run it op by op, or ``None`` (run it as it is).
+
+        ``fn`` is one of xent's public losses; inside the compiled program it is
+        called again and takes its general path. Only JAX does this: its eager
+        mode dispatches each small op separately, and a cached ``jax.jit`` of the
+        whole loss costs one dispatch (XLA fuses the rest)."""
+        return None
+
     # ------------------------------------------------------------------ math
     def where(self, cond: Array, a: Array | float, b: Array | float) -> Array:
         xp = self.namespace(cond)
@@ -132,6 +169,9 @@ class Backend:
 
     def tanh(self, x: Array) -> Array:
         return self.namespace(x).tanh(x)
+
+    def isinf(self, x: Array) -> Array:
+        return self.namespace(x).isinf(x)
 
     def abs(self, x: Array) -> Array:
         return self.namespace(x).abs(x)

@@ -7,17 +7,38 @@ gathered difference kept exact).
 
 from __future__ import annotations
 
+import functools
+import threading
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._base import Array, Backend
+
+_jitted: dict[tuple[Any, tuple[str, ...]], Any] = {}  # (loss, static option names) -> jit
+_tracing = threading.local()  # set while one of our jitted losses is being traced
+
+
+def _traced(fn: Any) -> Any:
+    """``fn`` marked as running inside its own jit trace (so it does not jit again)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **options: Any) -> Any:
+        _tracing.active = True
+        try:
+            return fn(*args, **options)
+        finally:
+            _tracing.active = False
+
+    return run
 
 
 class JaxBackend(Backend):
     name = "jax"
     module = "jax"
+    compiles_eagerly = True
 
     def is_array(self, x: Any) -> bool:
         # Tracers are not always instances of jax.Array: check both.
@@ -64,6 +85,27 @@ class JaxBackend(Backend):
 
     def log_softmax(self, z: Array, axis: int) -> Array:
         return jax.nn.log_softmax(z, axis=axis)
+
+    def compiled(self, fn: Any, *args: Array, **options: Any) -> Array | None:
+        # Arrays (and tracers, e.g. under jax.grad: a jit composes with every
+        # transformation) travel as arguments; every other option is static.
+        if getattr(_tracing, "active", False) or not all(self.is_array(a) for a in args):
+            return None
+        static = []
+        for name, value in options.items():
+            if self.is_array(value):
+                continue
+            if isinstance(value, (np.ndarray, list, tuple)):
+                return None  # host data: the eager path moves it to JAX
+            static.append(name)
+        key = (fn, tuple(static))
+        jitted = _jitted.get(key)
+        if jitted is None:
+            jitted = _jitted[key] = jax.jit(_traced(fn), static_argnames=key[1])
+        try:
+            return jitted(*args, **options)
+        except Exception:  # a bad argument: the eager path raises xent's own error
+            return None
 
     def linear_cross_entropy_chunks(self, *args: Any) -> Array:
         from .jax_linear import linear_cross_entropy_chunks  # the chunked LM-head loss, lazily

@@ -15,6 +15,10 @@ import tensorflow as tf
 
 from ._base import Array, Backend
 
+_FUSED_DTYPES = (tf.float32, tf.float64, tf.float16, tf.bfloat16)
+_HALF = (tf.float16, tf.bfloat16)
+_FUSED_LABELS = (tf.int32, tf.int64)
+
 
 class TensorflowBackend(Backend):
     name = "tensorflow"
@@ -107,6 +111,9 @@ class TensorflowBackend(Backend):
     def tanh(self, x: Array) -> Array:
         return tf.math.tanh(x)
 
+    def isinf(self, x: Array) -> Array:
+        return tf.math.is_inf(x)
+
     def log_softmax(self, z: Array, axis: int) -> Array:
         return tf.nn.log_softmax(z, axis=axis)
 
@@ -119,6 +126,45 @@ class TensorflowBackend(Backend):
         if labels.dtype not in (tf.int32, tf.int64):
             labels = tf.cast(labels, tf.int64)
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=z)
+
+    def fused_sparse(
+        self, logits: Array, labels: Array, axis: int, reduction: str, ignore_index: int | None
+    ) -> Array | None:
+        # tf.nn's fused op and tf.reduce_mean/sum: exactly the native anchor's two
+        # ops, in eager mode (under tf.function out-of-range labels must give NaN,
+        # which the general path arranges). On the CPU the op raises for a bad
+        # label (TF also logs a warning line): the general path then runs and
+        # names the bad labels. On accelerators the op gives NaN there, as ours.
+        # (Checking labels on the host first instead costs ~20 us: the gap lets
+        # TF's thread pool fall asleep between the two ops.)
+        if (
+            ignore_index is not None
+            or type(axis) is not int
+            or not isinstance(labels, tf.Tensor)
+            or labels.dtype not in _FUSED_LABELS
+            or logits.dtype not in _FUSED_DTYPES
+            or not tf.executing_eagerly()
+        ):
+            return None
+        rank = logits.shape.rank
+        if not rank or axis not in (-1, rank - 1):
+            return None  # (a shape mismatch makes the op raise: the general path explains)
+        if reduction == "sum":
+            reduce = tf.reduce_sum
+        elif reduction == "mean" and labels.shape.num_elements():
+            reduce = tf.reduce_mean
+        elif reduction != "none":
+            return None
+        dtype = logits.dtype
+        if dtype in _HALF:  # computed in float32 and rounded once, as everywhere in xent
+            logits = tf.cast(logits, tf.float32)
+        try:
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        except (tf.errors.InvalidArgumentError, ValueError):  # bad labels or shapes
+            return None
+        if reduction != "none":
+            loss = reduce(loss)
+        return loss if dtype == logits.dtype else tf.cast(loss, dtype)
 
     def linear_cross_entropy_chunks(self, *args: Any) -> Array:
         from .tensorflow_linear import linear_cross_entropy_chunks  # the chunked LM-head loss, lazily

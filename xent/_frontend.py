@@ -16,7 +16,7 @@ import numpy as np
 
 from xent._registry import backend_for
 from xent.backends import Backend
-from xent.backends._base import FLOAT_DTYPES, HALF_DTYPES, INT_DTYPES
+from xent.backends._base import FLOAT_DTYPES, HALF_DTYPES, INT_DTYPES, labels_in_range
 
 Reduction = Literal["none", "sum", "mean"]
 REDUCTIONS = ("none", "sum", "mean")
@@ -79,6 +79,38 @@ def predictions(x: Any, name: str, *, cast: bool = True) -> Predictions:
     compute = "float32" if dtype in HALF_DTYPES else dtype
     value = backend.cast(x, compute) if cast else x
     return Predictions(backend, value, dtype, compute, backend.shape(x), name)
+
+
+def compiled(loss: Any, logits: Any, labels: Any, **options: Any) -> Array | None:
+    """``loss(logits, labels, **options)`` as one compiled program where the
+    backend runs whole losses that way (JAX, see
+    :meth:`xent.backends.Backend.compiled`), else None: the caller goes on."""
+    backend = backend_for(logits)
+    if backend is None or not backend.compiles_eagerly:
+        return None
+    return backend.compiled(loss, logits, labels, **options)
+
+
+def labels_valid_or_unseen(logits: Any, labels: Any, axis: Any, ignore_index: Any) -> bool:
+    """Whether integer ``labels`` are all in range (or ``ignore_index``) where
+    they can be read on the host now; True where they cannot (a compiled
+    program then marks bad ones NaN). False means: take the eager path,
+    which validates everything and names what is wrong."""
+    be = backend_for(labels)
+    if be is None or be is not backend_for(logits):
+        return False
+    if not be.can_inspect(labels):
+        return True
+    values = be.to_numpy(labels)
+    try:
+        num = be.shape(logits)[axis]
+    except (IndexError, TypeError):
+        return False
+    if values.dtype.kind not in "iu" or not num:
+        return False
+    return labels_in_range(values, num) or (
+        ignore_index is not None and labels_in_range(values[values != ignore_index], num)
+    )
 
 
 def _same_framework(p: Predictions, x: Any, name: str) -> Array:
@@ -284,8 +316,7 @@ def xlogy(be: Backend, weight: Array, value: Array) -> Array:
     to ``weight`` stays ``value`` wherever that is finite (a one-hot label's
     gradient is ``-log p`` at its zeros too).
     """
-    infinite = (value == math.inf) | (value == -math.inf)
-    return weight * be.where((weight == 0) & infinite, 0.0, value)
+    return weight * be.where((weight == 0) & be.isinf(value), 0.0, value)
 
 
 @dataclass
@@ -355,9 +386,7 @@ def sparse_labels(
     checked = host or be.can_inspect(y)
     if checked:
         values = labels if host else be.to_numpy(y)
-        # One reduction for both ends: negative ids viewed as unsigned are huge.
-        unsigned = values.view(f"u{values.itemsize}") if values.dtype.kind == "i" else values
-        if values.size and unsigned.max() >= num:
+        if not labels_in_range(values, num):
             _raise_out_of_range(values, num, ignore_index)
     keep = None if ignore_index is None else (y != ignore_index)
     bad = None if checked else ((y < 0) | (y >= num))

@@ -60,6 +60,12 @@ def softmax_cross_entropy(
     >>> xent.softmax_cross_entropy(logits, labels).round(5)
     array([1.41437, 1.66425], dtype=float32)
     """
+    out = fe.compiled(
+        softmax_cross_entropy, logits, labels, axis=axis, label_smoothing=label_smoothing,
+        weights=weights, reduction=reduction,
+    )
+    if out is not None:
+        return out
     p, axis, num, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     be = p.backend
@@ -130,6 +136,23 @@ def sparse_softmax_cross_entropy(
     ...                                         reduction="mean").round(6))
     0.464369
     """
+    be = fe.backend_for(logits)
+    if be is not None:
+        # Fast paths: one native call where its semantics are exactly ours (torch,
+        # TF), or the whole loss compiled as one program (JAX).
+        if not (label_smoothing or z_loss) and class_weights is weights is logit_softcap is None:
+            fused = be.fused_sparse(logits, labels, axis, reduction, ignore_index)
+            if fused is not None:
+                return fused
+        if be.compiles_eagerly and fe.labels_valid_or_unseen(logits, labels, axis, ignore_index):
+            out = be.compiled(
+                sparse_softmax_cross_entropy, logits, labels, axis=axis,
+                ignore_index=ignore_index, label_smoothing=label_smoothing,
+                class_weights=class_weights, weights=weights, reduction=reduction,
+                z_loss=z_loss, logit_softcap=logit_softcap,
+            )
+            if out is not None:
+                return out
     p, axis, num, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     zl = fe.check_z_loss(z_loss)
@@ -196,6 +219,12 @@ def sigmoid_cross_entropy(
     >>> xent.sigmoid_cross_entropy(np.array([12.0, 3.0, -np.inf]), np.array([1.0, 0.0, 0.0]))
     array([6.14419348e-06, 3.04858735e+00, 0.00000000e+00])
     """
+    out = fe.compiled(
+        sigmoid_cross_entropy, logits, labels, pos_weight=pos_weight,
+        label_smoothing=label_smoothing, weights=weights, reduction=reduction,
+    )
+    if out is not None:
+        return out
     p, w = fe.elementwise_inputs(logits, "logits", reduction, weights)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     be = p.backend
@@ -245,6 +274,12 @@ def categorical_cross_entropy(
     >>> xent.categorical_cross_entropy(np.array([[0.05, 0.95, 0.0]]), np.array([[0.0, 1.0, 0.0]])).round(7)
     array([0.0512933])
     """
+    out = fe.compiled(
+        categorical_cross_entropy, probs, labels, axis=axis, epsilon=epsilon,
+        label_smoothing=label_smoothing, weights=weights, reduction=reduction,
+    )
+    if out is not None:
+        return out
     p, axis, num, w = fe.class_axis_inputs(probs, "probs", axis, reduction, weights)
     eps = fe.check_fraction("epsilon", epsilon, 0.5)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
@@ -295,6 +330,14 @@ def sparse_categorical_cross_entropy(
     >>> xent.sparse_categorical_cross_entropy(probs, [1, 2], reduction="mean")
     np.float32(1.1769392)
     """
+    be = fe.backend_for(probs)
+    if be is not None and be.compiles_eagerly and fe.labels_valid_or_unseen(probs, labels, axis, ignore_index):
+        out = be.compiled(
+            sparse_categorical_cross_entropy, probs, labels, axis=axis, epsilon=epsilon,
+            ignore_index=ignore_index, weights=weights, reduction=reduction,
+        )
+        if out is not None:
+            return out
     p, axis, num, w = fe.class_axis_inputs(probs, "probs", axis, reduction, weights)
     eps = fe.check_fraction("epsilon", epsilon, 0.5)
     be = p.backend
@@ -335,6 +378,12 @@ def binary_cross_entropy(
     >>> xent.binary_cross_entropy(np.array([0.0, 0.5], dtype=np.float32), np.array([1.0, 1.0]))
     array([16.118095 ,  0.6931472], dtype=float32)
     """
+    out = fe.compiled(
+        binary_cross_entropy, probs, labels, epsilon=epsilon, label_smoothing=label_smoothing,
+        weights=weights, reduction=reduction,
+    )
+    if out is not None:
+        return out
     p, w = fe.elementwise_inputs(probs, "probs", reduction, weights)
     eps = fe.check_fraction("epsilon", epsilon, 0.5)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)

@@ -1,0 +1,185 @@
+"""The fast paths of small eager calls: torch's and TF's fused native loss, and
+JAX's whole-loss jit. Each must give exactly the general path's semantics:
+values against the float64 reference, xent's own errors, and nothing the
+native kernel does differently (torch's default ignore_index, its bfloat16
+rounding, NaN for an all-ignored mean) leaking through."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xent
+from tests import reference as ref
+from xent.testing import assert_close
+
+REDUCTIONS = ("none", "sum", "mean")
+rng = np.random.default_rng(7)
+Z = (rng.standard_normal((24, 7)) * 3).astype(np.float32)
+Y = rng.integers(0, 7, 24)
+
+
+def _bf16_ulps(got: np.ndarray, want: np.ndarray) -> float:
+    """Error in bfloat16 ulps of the reference (8 significant bits)."""
+    ulp = 2.0 ** (np.floor(np.log2(np.abs(want))) - 7)
+    return float(np.max(np.abs(got.astype(np.float64) - want) / ulp))
+
+
+# ------------------------------------------------------------------- torch
+def _torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16", "float16"])
+def test_torch_fused_matches_reference(dtype, reduction):
+    torch = _torch()
+    be = xent.get_backend("torch")
+    z = torch.from_numpy(Z).to(getattr(torch, dtype))
+    y = torch.from_numpy(Y)
+    out = be.fused_sparse(z, y, -1, reduction, None)
+    assert out is not None and out.dtype == z.dtype
+    zr = z.double().numpy()
+    assert_close(out, ref.sparse(zr, Y, reduction=reduction), num_classes=7,
+                 reduced=1 if reduction == "none" else 24)
+
+
+def test_torch_fused_bfloat16_is_rounded_once():
+    # torch's own bfloat16 kernel rounds log_softmax before the gather (several
+    # ulps off for small losses); xent computes in float32 and rounds once.
+    torch = _torch()
+    z = torch.from_numpy(Z).bfloat16()
+    want = ref.sparse(z.double().numpy(), Y)
+    got = xent.sparse_softmax_cross_entropy(z, torch.from_numpy(Y)).double().numpy()
+    assert _bf16_ulps(got, want) <= 0.5 + 1e-9
+
+
+def test_torch_fused_does_not_ignore_torchs_default_ignore_index():
+    torch = _torch()
+    y = torch.from_numpy(Y).clone()
+    y[3] = -100  # F.cross_entropy's default ignore_index
+    with pytest.raises(ValueError, match=r"out-of-range label values: -100"):
+        xent.sparse_softmax_cross_entropy(torch.from_numpy(Z), y, reduction="mean")
+
+
+@pytest.mark.parametrize("labels, message", [(7, "out-of-range label values: 7"), (-1, "-1")])
+def test_torch_fused_bad_labels_raise_xents_error(labels, message):
+    torch = _torch()
+    y = torch.from_numpy(Y).clone()
+    y[0] = labels
+    with pytest.raises(ValueError, match=message):
+        xent.sparse_softmax_cross_entropy(torch.from_numpy(Z), y)
+
+
+def test_torch_fused_envelope():
+    torch = _torch()
+    be = xent.get_backend("torch")
+    z, y = torch.from_numpy(Z), torch.from_numpy(Y)
+    assert be.fused_sparse(z, y, 1, "mean", None) is not None
+    assert be.fused_sparse(z, y, -1, "sum", -100) is not None
+    # Outside the envelope the general path runs:
+    assert be.fused_sparse(z, y, -1, "mean", 3) is None  # all-ignored mean is 0, not NaN
+    assert be.fused_sparse(z[:0], y[:0], -1, "mean", None) is None  # empty mean
+    assert be.fused_sparse(z, y.int(), -1, "none", None) is None  # not int64
+    assert be.fused_sparse(z, y, 0, "none", None) is None  # class axis first
+    assert be.fused_sparse(z, y, True, "none", None) is None  # a bool is not an axis
+    assert be.fused_sparse(z, y, -1, "average", None) is None  # unknown reduction
+
+
+def test_torch_all_ignored_mean_is_zero_with_zero_gradient():
+    torch = _torch()
+    z = torch.from_numpy(Z).requires_grad_(True)
+    y = torch.full((24,), 3)
+    out = xent.sparse_softmax_cross_entropy(z, y, ignore_index=3, reduction="mean")
+    out.backward()
+    assert out.item() == 0.0 and not z.grad.abs().sum().item()
+
+
+# -------------------------------------------------------------- tensorflow
+def _tf():
+    return pytest.importorskip("tensorflow")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_tensorflow_fused_matches_reference(dtype, reduction):
+    tf = _tf()
+    be = xent.get_backend("tensorflow")
+    z = tf.cast(tf.constant(Z), dtype)
+    out = be.fused_sparse(z, tf.constant(Y), -1, reduction, None)
+    assert out is not None and out.dtype == z.dtype
+    zr = tf.cast(z, tf.float64).numpy()
+    assert_close(out, ref.sparse(zr, Y, reduction=reduction), num_classes=7,
+                 reduced=1 if reduction == "none" else 24)
+
+
+def test_tensorflow_fused_envelope_and_errors():
+    tf = _tf()
+    be = xent.get_backend("tensorflow")
+    z, y = tf.constant(Z), tf.constant(Y)
+    assert be.fused_sparse(z, y, -1, "mean", 0) is None  # ignore_index: general path
+    assert be.fused_sparse(z, Y, -1, "mean", None) is None  # host labels: general path
+
+    @tf.function
+    def traced(z, y):
+        return be.fused_sparse(z, y, -1, "mean", None)
+
+    assert traced(z, y) is None  # out-of-range labels must give NaN under tf.function
+    bad = tf.constant(np.where(np.arange(24) == 5, 9, Y))
+    with pytest.raises(ValueError, match="out-of-range label values: 9"):
+        xent.sparse_softmax_cross_entropy(z, bad)
+    with pytest.raises(ValueError, match="labels.shape must be"):
+        xent.sparse_softmax_cross_entropy(z, y[:5])
+
+
+# --------------------------------------------------------------------- jax
+def _jax():
+    return pytest.importorskip("jax")
+
+
+@pytest.mark.parametrize(
+    "loss, second, options",
+    [
+        ("sparse_softmax_cross_entropy", Y, {"reduction": "mean", "ignore_index": 2}),
+        ("softmax_cross_entropy", None, {"label_smoothing": 0.1}),
+        ("sigmoid_cross_entropy", None, {"reduction": "sum"}),
+    ],
+)
+def test_jax_eager_calls_run_as_one_compiled_program(loss, second, options):
+    jax = _jax()
+    import jax.numpy as jnp
+
+    from xent.backends import jax_backend
+
+    soft = np.abs(Z) / np.abs(Z).sum(-1, keepdims=True)
+    second = soft if second is None else second
+    fn = getattr(xent, loss)
+    out = fn(jnp.asarray(Z), jnp.asarray(second), **options)
+    assert any(key[0] is fn for key in jax_backend._jitted)  # the compiled route was taken
+    if loss == "sparse_softmax_cross_entropy":
+        want = ref.sparse(Z, Y, ignore_index=2, reduction="mean")
+    elif loss == "softmax_cross_entropy":
+        want = ref.dense(Z, soft, alpha=0.1)
+    else:
+        want = ref.sigmoid(Z, soft, reduction="sum")
+    assert_close(out, want, num_classes=7, reduced=Z.size)
+    # It composes with jax.grad (a jit inside a grad) and gives the analytic gradient.
+    if loss == "sparse_softmax_cross_entropy":
+        g = jax.grad(lambda z: fn(z, jnp.asarray(second), **options))(jnp.asarray(Z))
+        assert_close(g, ref.sparse_grad(Z, Y, ignore_index=2, reduction="mean"), num_classes=7)
+
+
+def test_jax_eager_bad_labels_raise_and_traced_ones_give_nan():
+    jax = _jax()
+    import jax.numpy as jnp
+
+    bad = jnp.asarray(np.where(np.arange(24) == 4, 11, Y))
+    with pytest.raises(ValueError, match="out-of-range label values: 11"):
+        xent.sparse_softmax_cross_entropy(jnp.asarray(Z), bad)
+    with pytest.raises(ValueError, match="out-of-range label values: 11"):
+        jax.grad(lambda z: xent.sparse_softmax_cross_entropy(z, bad, reduction="sum"))(jnp.asarray(Z))
+    out = jax.jit(xent.sparse_softmax_cross_entropy)(jnp.asarray(Z), bad)
+    assert np.isnan(np.asarray(out)[4]) and np.isfinite(np.delete(np.asarray(out), 4)).all()
+    # ignore_index entries are not out of range:
+    out = xent.sparse_softmax_cross_entropy(jnp.asarray(Z), bad, ignore_index=11)
+    assert float(np.asarray(out)[4]) == 0.0
