@@ -219,6 +219,21 @@ class Backend:
         shifted = z - self.stop_gradient(self.max(z, axis, keepdims=True))
         return shifted - self.log(self.sum(self.exp(shifted), axis, keepdims=True))
 
+    def soft_nll(self, z: Array, y: Array, axis: int) -> Array:
+        """``-Σ_c y_c · log_softmax(z)_c`` along ``axis``, a term with ``y_c = 0``
+        contributing 0 even where ``z_c = -inf``.
+
+        Computed as ``log Σ exp(z - m) · Σ y - Σ y · (z - m)``: three reductions
+        that read the logits directly, so a compiler fuses them without a
+        logits-sized ``log_softmax`` temporary; both terms are non-negative for
+        non-negative labels (no cancellation), and for one-hot labels it is the
+        sparse loss's ``log Σ exp(z - m) - (z_y - m)``.
+        """
+        shifted = z - self.stop_gradient(self.max(z, axis, keepdims=True))
+        guarded = self.where((y == 0) & self.isinf(shifted), 0.0, shifted)
+        log_s = self.log(self.sum(self.exp(shifted), axis))
+        return log_s * self.sum(y, axis) - self.sum(y * guarded, axis)
+
     def nll(self, z: Array, labels: Array, axis: int) -> Array:
         """``-log_softmax(z)[labels]`` along ``axis``; every label is in ``[0, C)``.
 

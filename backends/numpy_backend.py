@@ -168,6 +168,15 @@ class NumpyBackend(Backend):
             return out.reshape(z.shape)
         return np.moveaxis(out.reshape(np.moveaxis(z, axis, -1).shape), -1, axis)
 
+    def soft_nll(self, z: Array, y: Array, axis: int) -> Array:
+        """``-Σ y · log_softmax(z)`` from the blocked :meth:`log_softmax` (NumPy
+        does not fuse: the base formula's reductions would each make a
+        logits-sized temporary)."""
+        y = np.asarray(y)
+        logp = self.log_softmax(z, axis)
+        logp[(y == 0) & np.isinf(logp)] = 0.0  # (logp is our own scratch array)
+        return -np.sum(y * logp, axis=axis)[()]
+
     def nll(self, z: Array, labels: Array, axis: int) -> Array:
         """``log Σ exp(z - m) - (z_y - m)``, blocked (see :func:`_blocked`).
 

@@ -106,6 +106,20 @@ class TorchBackend(Backend):
     def log_softmax(self, z: Array, axis: int) -> Array:
         return F.log_softmax(z, dim=axis)
 
+    def soft_nll(self, z: Array, y: Array, axis: int) -> Array:
+        # Eagerly on the CPU: torch's fused probability-target kernel, whose
+        # only difference from ours is NaN for a zero label under a -inf logit;
+        # a NaN in its result sends the call to the shared formula instead. (Under
+        # torch.compile and on accelerators the shared formula fuses, and no
+        # host sync is wanted.)
+        if self.can_inspect(z):
+            moved = torch.movedim(z, axis, 1) if z.ndim > 1 and axis != 1 else z
+            target = torch.movedim(y, axis, 1) if z.ndim > 1 and axis != 1 else y
+            loss = F.cross_entropy(moved, target, reduction="none")
+            if not bool(loss.isnan().any()):
+                return loss
+        return super().soft_nll(z, y, axis)
+
     def nll(self, z: Array, labels: Array, axis: int) -> Array:
         # torch's fused kernel wants the class axis at dim 1 (dim 0 when unbatched)
         # and int64 (or uint8) targets.

@@ -52,6 +52,19 @@ def test_sigmoid_infinite_logits_give_the_limits(fw):  # type: ignore[no-untyped
         np.testing.assert_array_equal(grads[0], [0.0, 0.0])
 
 
+def test_sigmoid_gradient_at_zero_logits(autodiff_fw):  # type: ignore[no-untyped-def]
+    fw = autodiff_fw
+    # Zero-initialised heads start at z = 0 exactly, where relu/abs have kinks:
+    # d/dz = -p·y·σ(-z) + (1-y)·σ(z) = (1 - y - p·y) / 2 there, and d/dy = (p - 1)·log 2.
+    z = fw.asarray(np.zeros(4, np.float64))
+    y = fw.asarray(np.array([0.0, 1.0, 0.3, 0.5]))
+    pw = fw.asarray(np.array([1.0, 1.0, 1.0, 3.0]))
+    grads = fw.grad(lambda a, b: xent.sigmoid_cross_entropy(a, b, pos_weight=pw, reduction="sum"), [z, y], argnums=(0, 1))
+    yv, pv = np.array([0.0, 1.0, 0.3, 0.5]), np.array([1.0, 1.0, 1.0, 3.0])
+    np.testing.assert_allclose(grads[0], (1 - yv - pv * yv) / 2, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(grads[1], (pv - 1) * np.log(2.0), rtol=1e-12, atol=1e-15)
+
+
 def test_huge_finite_logits(fw):  # type: ignore[no-untyped-def]
     z = fw.asarray(np.array([[1e30, -1e30, 0.0], [-1e30, 1e30, 1e29]], np.float32))
     out = fw.to_numpy(xent.sparse_softmax_cross_entropy(z, [0, 2]))
