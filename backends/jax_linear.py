@@ -2,7 +2,7 @@
 
 The tokens are padded to a multiple of ``plan.chunk`` and scanned chunk by
 chunk, so XLA plans one chunk's ``[chunk, V]`` logits, not ``[N, V]``. Forward
-keeps the per-token loss and ``logsumexp``; backward scans again, recomputing
+keeps the per-token loss and each row's maximum and ``Σ exp(s - max)``; backward scans again, recomputing
 each chunk's logits (``preferred_element_type`` = the compute dtype, so
 bfloat16 inputs give float32 logits), and carries the weight and bias
 gradients in float32 through the scan, cast to the inputs' dtypes at the end.
@@ -27,10 +27,10 @@ def _logits(h: Array, W: Array, b: Array | None, compute: Any) -> Array:
     return z if b is None else z + b
 
 
-def _chunked(x: Array, k: int, nc: int) -> Array:
+def _chunked(x: Array, k: int, nc: int, fill: float = 0) -> Array:
     pad = nc * k - x.shape[0]
     if pad:
-        x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+        x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
     return x.reshape((nc, k) + x.shape[1:])
 
 
@@ -39,43 +39,51 @@ def _function(be: Backend, plan: Plan) -> Any:
     compute = jnp.dtype(plan.compute_dtype)
     k = plan.chunk
 
-    def forward(h: Array, W: Array, b: Array | None, y: Array, cw: Array | None) -> tuple[Array, Array]:
+    def forward(h: Array, W: Array, b: Array | None, y: Array, cw: Array | None) -> tuple[Array, ...]:
         n = h.shape[0]
         nc = -(-n // k)
 
-        def body(_: Any, xs: tuple[Array, Array]) -> tuple[None, tuple[Array, Array]]:
+        def body(_: Any, xs: tuple[Array, Array]) -> tuple[None, tuple[Array, ...]]:
             hc, yc = xs
             return None, chunk_loss(be, _logits(hc, W, b, compute), yc, cw, plan)
 
-        _, (loss, lse) = jax.lax.scan(body, None, (_chunked(h, k, nc), _chunked(y, k, nc)))
-        return loss.reshape(-1)[:n], lse.reshape(-1)[:n]
+        _, stats = jax.lax.scan(body, None, (_chunked(h, k, nc), _chunked(y, k, nc)))
+        return tuple(x.reshape(-1)[:n] for x in stats)  # loss, row max, Σ exp(s - max)
 
     @jax.custom_vjp
     def f(h: Array, W: Array, b: Array | None, y: Array, cw: Array | None) -> Array:
         return forward(h, W, b, y, cw)[0]
 
     def f_fwd(h, W, b, y, cw):  # type: ignore[no-untyped-def]
-        loss, lse = forward(h, W, b, y, cw)
-        return loss, (h, W, b, y, cw, lse)
+        loss, m, sumexp = forward(h, W, b, y, cw)
+        return loss, (h, W, b, y, cw, m, sumexp)
 
     def f_bwd(res, go):  # type: ignore[no-untyped-def]
-        h, W, b, y, cw, lse = res
+        h, W, b, y, cw, m, sumexp = res
+        # With one chunk XLA sees the forward and backward logits as one value
+        # (one GEMM for both, which is good) and would merge the backward's
+        # s - m with the forward's too, keeping a [rows, V] array alive from one
+        # pass to the other. The barrier keeps the row statistics apart.
+        m, sumexp = jax.lax.optimization_barrier((m, sumexp))
         n = h.shape[0]
         nc = -(-n // k)
         classes = jnp.arange(plan.vocab, dtype=y.dtype)
 
         def body(carry, xs):  # type: ignore[no-untyped-def]
             dW, db = carry
-            hc, yc, lc, gc = xs
-            g = chunk_dlogits(be, _logits(hc, W, b, compute), yc, cw, lc, gc, classes, plan)
-            dh = jnp.matmul(g.astype(W.dtype), W, preferred_element_type=compute).astype(h.dtype)
-            dW = dW + jnp.matmul(g.T, hc.astype(compute))  # float32 accumulator for half inputs
+            hc, yc, mc, sc, gc = xs
+            g = chunk_dlogits(be, _logits(hc, W, b, compute), yc, cw, mc, sc, gc, classes, plan)
+            gh = g.astype(W.dtype)
+            dh = jnp.matmul(gh, W, preferred_element_type=compute).astype(h.dtype)
+            dW = dW + jnp.matmul(gh.T, hc, preferred_element_type=compute)  # float32 accumulator for half inputs
             if db is not None:
                 db = db + g.sum(0)
             return (dW, db), dh
 
         init = (jnp.zeros(W.shape, compute), None if b is None else jnp.zeros(b.shape, compute))
-        xs = tuple(_chunked(x, k, nc) for x in (h, y, lse, go.astype(compute)))
+        # padded rows: a zero cotangent, and Σ exp = 1 so that their scale go/Σ exp is 0, not NaN
+        xs = tuple(_chunked(x, k, nc, fill) for x, fill in ((h, 0), (y, 0), (m, 0), (sumexp, 1),
+                                                            (go.astype(compute), 0)))
         (dW, db), dh = jax.lax.scan(body, init, xs)
         dh = dh.reshape((-1, h.shape[1]))[:n]
         return dh, dW.astype(W.dtype), None if b is None else db.astype(b.dtype), None, None

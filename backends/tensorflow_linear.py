@@ -2,7 +2,7 @@
 ``tf.while_loop`` (``parallel_iterations=1``, so a graph never runs two chunks'
 logits at once; eagerly the loop simply runs in Python).
 
-Forward keeps the per-token loss and ``logsumexp``; backward recomputes each
+Forward keeps the per-token loss and each row's maximum and ``Σ exp(s - max)``; backward recomputes each
 chunk's logits, writes ``dh`` chunk by chunk into a ``TensorArray`` and carries
 the weight and bias gradients in the compute dtype (float32 for half inputs)
 through the loop, cast to the inputs' dtypes at the end. Works eagerly and
@@ -32,37 +32,82 @@ def _chunked(x: Array, k: int, nc: Array) -> Array:
     return tf.reshape(x, tf.concat([[nc, k], tf.shape(x)[1:]], 0))
 
 
+def _sub_at_labels(g: Array, y: Array, target: Array) -> Array:
+    """``g[i, y_i] -= target_i``: a scatter, which TensorFlow can do in ``g``'s
+    buffer, instead of a ``[rows, V]`` one-hot mask and a ``where``."""
+    rows = tf.range(tf.shape(y, out_type=y.dtype)[0], dtype=y.dtype)
+    return tf.tensor_scatter_nd_sub(g, tf.stack([rows, y], 1), target)
+
+
 def linear_cross_entropy_chunks(be: Backend, h: Array, W: Array, b: Array | None, y: Array,
                                 cw: Array | None, plan: Plan) -> Array:
     """Per-token loss ``[N]`` (compute dtype) of ``h [N, H]`` against ``W [V, H]``."""
-    compute = plan.compute_dtype
     k = plan.chunk
     y = tf.cast(y, tf.int64)
     # Variables are read here, outside the custom gradient, so the tape sees the read.
     h, W = tf.convert_to_tensor(h), tf.convert_to_tensor(W)
-    n = tf.shape(h)[0]
-    nc = (n + k - 1) // k
-    y3 = _chunked(y, k, nc)
+    if h.shape[0] is not None and h.shape[0] <= k:
+        run = _one_chunk(be, y, cw, plan)
+    else:
+        run = _chunks(be, y, cw, plan)
+    if b is None:
+        return tf.custom_gradient(lambda h, W: run(h, W, None))(h, W)
+    return tf.custom_gradient(lambda h, W, b: run(h, W, b))(h, W, tf.convert_to_tensor(b))
+
+
+def _one_chunk(be: Backend, y: Array, cw: Array | None, plan: Plan) -> Any:
+    """All tokens in one chunk (their number known when tracing): no loop; the
+    backward pass reuses the forward's logits (one chunk's, which it would
+    recompute otherwise: 3 GEMMs in all, as the naive product), and
+    ``dW = g.T @ h`` is in the input dtype, the matmul's own float32
+    accumulation rounded once (what a float32 accumulator cast at the end gives)."""
+    compute = plan.compute_dtype
 
     def run(h: Array, W: Array, b: Array | None) -> Any:
+        z = _logits(h, W, b, compute)
+        loss, m, sumexp = chunk_loss(be, z, y, cw, plan)
+
+        def grad(go: Array) -> Any:
+            g = chunk_dlogits(be, z, y, cw, m, sumexp, tf.cast(go, compute), None, plan, _sub_at_labels)
+            gh = tf.cast(g, W.dtype)
+            grads = [tf.cast(tf.matmul(gh, W), h.dtype), tf.matmul(gh, h, transpose_a=True)]
+            if b is not None:
+                grads.append(tf.cast(tf.reduce_sum(g, 0), b.dtype))
+            return grads
+
+        return loss, grad
+
+    return run
+
+
+def _chunks(be: Backend, y: Array, cw: Array | None, plan: Plan) -> Any:
+    """``tf.while_loop`` over chunks, ``dW`` and ``db`` carried in the compute dtype."""
+    compute = plan.compute_dtype
+    k = plan.chunk
+
+    def run(h: Array, W: Array, b: Array | None) -> Any:
+        n = tf.shape(h)[0]
+        nc = (n + k - 1) // k
+        y3 = _chunked(y, k, nc)
         h3 = _chunked(h, k, nc)
 
-        def fbody(i, loss_ta, lse_ta):  # type: ignore[no-untyped-def]
-            loss, lse = chunk_loss(be, _logits(h3[i], W, b, compute), y3[i], cw, plan)
-            return i + 1, loss_ta.write(i, loss), lse_ta.write(i, lse)
+        def fbody(i, *tas):  # type: ignore[no-untyped-def]
+            stats = chunk_loss(be, _logits(h3[i], W, b, compute), y3[i], cw, plan)
+            return (i + 1, *(ta.write(i, x) for ta, x in zip(tas, stats)))
 
-        tas = [tf.TensorArray(compute, size=nc, element_shape=[k]) for _ in range(2)]
-        _, loss_ta, lse_ta = tf.while_loop(lambda i, *_: i < nc, fbody, [0, *tas], parallel_iterations=1)
+        tas = [tf.TensorArray(compute, size=nc, element_shape=[k]) for _ in range(3)]
+        _, loss_ta, m_ta, sumexp_ta = tf.while_loop(lambda i, *_: i < nc, fbody, [0, *tas],
+                                                    parallel_iterations=1)
         loss = tf.reshape(loss_ta.stack(), [-1])[:n]
-        lse3 = lse_ta.stack()
+        m3, sumexp3 = m_ta.stack(), sumexp_ta.stack()  # row max, Σ exp(s - max)
 
         def grad(go: Array) -> Any:
             go3 = _chunked(tf.cast(go, compute), k, nc)
-            classes = tf.range(plan.vocab, dtype=tf.int64)
 
             def bbody(i, dh_ta, dW, db):  # type: ignore[no-untyped-def]
                 hc = h3[i]
-                g = chunk_dlogits(be, _logits(hc, W, b, compute), y3[i], cw, lse3[i], go3[i], classes, plan)
+                g = chunk_dlogits(be, _logits(hc, W, b, compute), y3[i], cw, m3[i], sumexp3[i], go3[i], None,
+                                  plan, _sub_at_labels)
                 dh_ta = dh_ta.write(i, tf.cast(tf.matmul(tf.cast(g, W.dtype), W), h.dtype))
                 dW = dW + tf.matmul(g, tf.cast(hc, compute), transpose_a=True)  # float32 for half inputs
                 if db is not None:
@@ -87,6 +132,4 @@ def linear_cross_entropy_chunks(be: Backend, h: Array, W: Array, b: Array | None
 
         return loss, grad
 
-    if b is None:
-        return tf.custom_gradient(lambda h, W: run(h, W, None))(h, W)
-    return tf.custom_gradient(lambda h, W, b: run(h, W, b))(h, W, tf.convert_to_tensor(b))
+    return run

@@ -1,18 +1,41 @@
 """PyTorch: the chunked linear cross-entropy as a ``torch.autograd.Function``.
 
-Forward: for each chunk of ``plan.chunk`` tokens, the logits ``h_c @ W.T`` (in
-the input dtype, then upcast), the per-token loss and its ``logsumexp``; only
-the ``[N]`` losses and ``[N]`` logsumexps are kept. Backward: each chunk's
-logits are recomputed, the logit gradient ``g`` (compute dtype) is formed by
-:func:`xent._linear.chunk_dlogits`, and
+The per-token formulas are :func:`xent._linear.token_loss` and
+:func:`xent._linear.grad_coefficients`, shared with the other backends. What
+this module adds is the ``[rows, V]`` work done in place: inside an
+``autograd.Function`` the chunk's buffers are ours.
 
-* ``dh_c = g @ W`` (``g`` in the input dtype, as autograd of the naive product
-  would do);
-* ``dW += g.T @ h_c`` into a float32 accumulator (``addmm_``, float32 GEMM) for
-  half inputs, cast to the weight's dtype once at the end;
-* ``db += Σ_rows g``, also accumulated in the compute dtype.
+* **Forward**, per chunk of ``plan.chunk`` tokens: ``raw = h_c @ W.T`` (the
+  input dtype), upcast by ``copy_`` into a compute-dtype buffer for half
+  inputs, then in place ``d = softcap(raw + b) - m`` (``m`` the row max), the
+  gathered ``d_y`` and, with smoothing, ``Σ_c w_c·d_c``, then ``e = exp(d)`` and
+  ``Σ_c e_c``. The ``[N]`` losses, row maxima and sums are kept, and so is the
+  last chunk's ``e`` (and ``tanh(z/cap)``): the backward pass then skips that
+  chunk's logits GEMM. With a single chunk (the default when
+  ``tokens·V <= 2**27``) that is 3 GEMMs in all, as autograd of the naive
+  product.
+* **Backward**, per chunk (the kept one first, the others recomputed as in the
+  forward pass), in place in ``e``'s buffer:
+  ``g = e·weight/Σe - target·onehot(y) - go·(α/V)·w``, times ``1 - tanh²(z/cap)``
+  with soft-capping. Then
 
-Traceable by ``torch.compile(fullgraph=True)`` (the chunk loop unrolls).
+  * ``dh_c = g @ W`` with ``g`` in the input dtype (as autograd of the naive
+    product rounds it);
+  * ``dW``: with one chunk, ``g.T @ h`` in the input dtype; the matmul
+    accumulates in float32 and rounds once, the numbers a float32 accumulator
+    cast at the end would give. With several chunks, ``addmm_`` of the
+    compute-dtype ``g`` into a float32 accumulator (a float32 GEMM for half
+    inputs; the CPU has no bf16 GEMM with a float32 output), cast to the
+    weight's dtype once at the end;
+  * ``db += Σ_rows g`` in the compute dtype.
+
+The ``[rows, V]`` buffers are allocated once per call and reused by every chunk
+of both passes: on the CPU a fresh 128 MiB tensor costs more than an
+elementwise pass over it, in page faults. A mixed-dtype op (``bf16 - f32``)
+is avoided for the same reason: TensorIterator would cast the half operand
+into a fresh float32 temporary. Under ``torch.compile(fullgraph=True)`` the
+same code runs without ``out=`` buffers and without keeping the last chunk
+(the compiler plans its own buffers); the chunk loop unrolls.
 """
 
 from __future__ import annotations
@@ -21,16 +44,56 @@ from typing import Any
 
 import torch
 
-from xent._linear import Plan, chunk_dlogits, chunk_loss
+from xent._linear import Plan, class_weight_terms, grad_coefficients, token_loss
 
 from ._base import Array, Backend
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _logits(h: Array, W: Array, b: Array | None, compute: torch.dtype) -> Array:
-    z = torch.matmul(h, W.t()).to(compute)
-    return z if b is None else z + b
+class _Buffers:
+    """Named ``[rows, V]`` work buffers of one call, allocated at the first
+    chunk's size and handed out as row slices to every chunk of both passes.
+    ``get`` returns None (the op allocates) when disabled, under ``torch.compile``."""
+
+    def __init__(self, rows: int, vocab: int, device: Any, enabled: bool) -> None:
+        self.rows, self.vocab, self.device, self.enabled = rows, vocab, device, enabled
+        self.store: dict[str, Array] = {}
+
+    def get(self, name: str, rows: int, dtype: torch.dtype) -> Array | None:
+        if not self.enabled:
+            return None
+        buf = self.store.get(name)
+        if buf is None or buf.dtype != dtype:
+            buf = self.store[name] = torch.empty(self.rows, self.vocab, dtype=dtype, device=self.device)
+        return buf[:rows]
+
+
+def _shifted(raw: Array, b: Array | None, cap: float | None, compute: torch.dtype, m: Array | None,
+             bufs: _Buffers) -> tuple[Array, Array | None, Array]:
+    """``(d, t, m)`` for one chunk: ``d = softcap(raw + b) - m`` in the compute
+    dtype (in ``raw``'s storage when that is already the compute dtype),
+    ``t = tanh(z / cap)`` (None without soft-capping) and ``m`` ``[rows, 1]``, the
+    row max of the soft-capped logits (computed when None).
+
+    Half logits are upcast with ``copy_`` first and everything after is in
+    place: a mixed-dtype op (``bf16 - f32``) would make TensorIterator cast the
+    half operand into a fresh float32 temporary on the CPU.
+    """
+    z = raw
+    if raw.dtype != compute:
+        buf = bufs.get("z", raw.shape[0], compute)
+        z = raw.to(compute) if buf is None else buf.copy_(raw)
+    if b is not None:
+        z = z.add_(b)
+    t = None
+    s = z
+    if cap is not None:
+        t = z.div_(cap).tanh_()
+        s = torch.mul(t, cap, out=bufs.get("s", raw.shape[0], compute))
+    if m is None:
+        m = s.amax(1, keepdim=True)
+    return s.sub_(m), t, m
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -39,38 +102,100 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 be: Backend, plan: Plan) -> Array:
         compute = _DTYPES[plan.compute_dtype]
         n = h.shape[0]
+        eager = not torch.compiler.is_compiling()
+        bufs = _Buffers(min(plan.chunk, n), plan.vocab, h.device, eager)
         loss = torch.empty(n, dtype=compute, device=h.device)
-        lse = torch.empty(n, dtype=compute, device=h.device)
+        m_all = torch.empty(n, dtype=compute, device=h.device)
+        sumexp_all = torch.empty(n, dtype=compute, device=h.device)
+        wt = W.t()
+        kept = None
         for start in range(0, n, plan.chunk):
             stop = min(start + plan.chunk, n)
-            z = _logits(h[start:stop], W, b, compute)
-            loss[start:stop], lse[start:stop] = chunk_loss(be, z, y[start:stop], cw, plan)
-        ctx.save_for_backward(h, W, b, y, cw, lse)
+            rows = stop - start
+            raw = torch.mm(h[start:stop], wt, out=bufs.get("raw", rows, W.dtype))
+            d, t, m = _shifted(raw, b, plan.cap, compute, None, bufs)
+            yc = y[start:stop]
+            picked = d.gather(1, yc[:, None])[:, 0]
+            spread = None
+            if plan.alpha:
+                spread = d.sum(1) if cw is None else torch.mv(d, cw)
+            e = d.exp_()
+            sumexp = e.sum(1)
+            w_y, wsum = class_weight_terms(be, yc, cw, plan)
+            m = m[:, 0]
+            loss[start:stop] = token_loss(sumexp.log(), picked, spread, m, w_y, plan, wsum)
+            m_all[start:stop], sumexp_all[start:stop] = m, sumexp
+            kept = (start, e, t)
+        ctx.save_for_backward(h, W, b, y, cw, m_all, sumexp_all)
         ctx.be, ctx.plan = be, plan
+        # The last chunk's exp(s - m) (and tanh(z/cap)) stay for the backward
+        # pass, which spares it that chunk's logits GEMM, and so do the other
+        # buffers (the half-precision matmul output takes g in the input dtype):
+        # one chunk's buffers, which the backward pass needs anyway.
+        if eager:
+            ctx.kept, ctx.bufs = kept, bufs
+        else:
+            ctx.kept, ctx.bufs = None, None
         return loss
 
     @staticmethod
     def backward(ctx: Any, go: Array) -> tuple[Array | None, ...]:
-        h, W, b, y, cw, lse = ctx.saved_tensors
+        h, W, b, y, cw, m_all, sumexp_all = ctx.saved_tensors
         be, plan = ctx.be, ctx.plan
+        kept, bufs = ctx.kept, ctx.bufs
+        ctx.kept = ctx.bufs = None
         compute = _DTYPES[plan.compute_dtype]
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         n = h.shape[0]
-        classes = torch.arange(plan.vocab, device=h.device, dtype=y.dtype)
+        if bufs is None:  # compiled, or a second backward (retain_graph): no kept chunk
+            bufs = _Buffers(min(plan.chunk, n), plan.vocab, h.device, not torch.compiler.is_compiling())
+        starts = list(range(0, n, plan.chunk))
+        if kept is not None:  # the kept chunk first, while its buffers hold it
+            starts = [kept[0]] + starts[:-1]
+        single = len(starts) == 1
         dh = torch.empty_like(h) if need_h else None
-        dW = torch.zeros(W.shape, dtype=compute, device=W.device) if need_w else None
-        db = torch.zeros(plan.vocab, dtype=compute, device=W.device) if need_b else None
-        for start in range(0, n, plan.chunk):
+        dW = db = None
+        wt = W.t()
+        for start in starts:
             stop = min(start + plan.chunk, n)
-            hc = h[start:stop]
-            z = _logits(hc, W, b, compute)
-            g = chunk_dlogits(be, z, y[start:stop], cw, lse[start:stop], go[start:stop], classes, plan)
+            rows = stop - start
+            hc, yc, m, sumexp = h[start:stop], y[start:stop], m_all[start:stop], sumexp_all[start:stop]
+            if kept is not None and kept[0] == start:
+                _, e, t = kept
+                kept = None
+            else:
+                raw = torch.mm(hc, wt, out=bufs.get("raw", rows, W.dtype))
+                d, t, _ = _shifted(raw, b, plan.cap, compute, m[:, None], bufs)
+                e = d.exp_()
+            gc = go[start:stop]
+            w_y, wsum = class_weight_terms(be, yc, cw, plan)
+            lse = m + sumexp.log() if plan.z_loss else None
+            weight, target = grad_coefficients(lse, w_y, gc, plan, wsum)
+            g = e.mul_((weight / sumexp)[:, None])  # softmax(s) = exp(s - m) / Σ exp(s - m)
+            g.scatter_add_(1, yc[:, None], -target[:, None])
+            if plan.alpha:
+                smooth = (gc * (plan.alpha / plan.vocab))[:, None]
+                g = g.sub_(smooth) if cw is None else g.addcmul_(smooth, cw[None, :], value=-1.0)
+            if t is not None:  # d s / d z = 1 - t²
+                g = g.addcmul_(g, t.mul_(t), value=-1.0)
+            gh = g
+            if W.dtype != compute:  # g in the input dtype, as autograd of the naive product
+                gh = bufs.get("raw", rows, W.dtype)
+                gh = g.to(W.dtype) if gh is None else gh.copy_(g)
             if dh is not None:
-                dh[start:stop] = torch.matmul(g.to(W.dtype), W).to(h.dtype)
-            if dW is not None:
-                dW.addmm_(g.t(), hc.to(compute))  # float32 accumulator for half inputs
-            if db is not None:
-                db += g.sum(0)
+                if bufs.enabled:
+                    torch.mm(gh, W, out=dh[start:stop])
+                else:
+                    dh[start:stop] = torch.mm(gh, W)
+            if need_w:
+                if single:  # one product: the matmul's own float32 accumulation, rounded once
+                    dW = torch.mm(gh.t(), hc)
+                elif dW is None:
+                    dW = torch.mm(g.t(), hc.to(compute))  # float32 accumulator for half inputs
+                else:
+                    dW.addmm_(g.t(), hc.to(compute))
+            if need_b:
+                db = g.sum(0) if db is None else db.add_(g.sum(0))
         return (
             dh,
             None if dW is None else dW.to(W.dtype),

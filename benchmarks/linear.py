@@ -12,9 +12,11 @@ cannot leak into another's numbers) on the same inputs (seeded), with
 * ``fwd ms``, ``fwd+bwd ms``: median of ``--repeats`` timed calls after one warm-up
   (torch.compile and jax.jit compile during the warm-up);
 * ``peak MB``: memory beyond the inputs during one fwd+bwd call, gradients
-  included (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the process's
-  resident set, sampled every 0.5 ms by a thread; glibc returns large buffers
-  to the OS on free, so the RSS follows the live arrays);
+  included (torch on CUDA: ``torch.cuda.max_memory_allocated``; torch on the
+  CPU: the allocator's own allocation and free events, from the profiler; JAX
+  and TensorFlow: the process's resident set, sampled every 0.5 ms by a thread,
+  indicative only, as their allocators keep freed memory; JAX also reports the
+  temporary bytes XLA plans);
 * ``loss err``, ``dh err``, ``dW err``: ``‖x - ref‖ / ‖ref‖`` against a float64
   computation of the same (rounded) inputs, done chunk by chunk in the parent.
 
@@ -23,8 +25,11 @@ Implementations: ``torch-naive`` (``F.cross_entropy((h @ W.T).float(), y)``),
 (``F.linear_cross_entropy`` with ``torch.nn.LinearCrossEntropyOptions()``, its
 chunked path; torch >= 2.13), ``liger`` (``LigerFusedLinearCrossEntropyLoss``,
 where liger-kernel and a GPU are available), ``xent-torch``, ``jax-naive``
-(optax-style, jitted), ``xent-jax`` (jitted); ``xent-torch@256`` / ``xent-jax@256``
-are xent with ``chunk_size=256`` instead of the default.
+(optax-style, jitted), ``xent-jax`` (jitted), ``tf-naive``
+(``tf.nn.sparse_softmax_cross_entropy_with_logits`` of the float32 logits, in a
+``tf.function``), ``xent-tf`` (in a ``tf.function``); ``xent-torch@256`` /
+``xent-jax@256`` / ``xent-tf@256`` are xent with ``chunk_size=256`` instead of
+the default.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ SIZES = {
     "gpu": {"tokens": 8192, "hidden": 4096, "vocab": 128256, "device": "cuda"},
 }
 IMPLS = ["torch-naive", "torch-compile", "torch-lce", "liger", "xent-torch", "xent-torch@256",
-         "jax-naive", "xent-jax", "xent-jax@256"]
+         "jax-naive", "xent-jax", "xent-jax@256", "tf-naive", "xent-tf", "xent-tf@256"]
 
 
 def _chunk(name: str) -> int | None:
@@ -118,6 +123,22 @@ class PeakRSS:
         self.running = False
         self.thread.join()
         self.peak = max(self.peak, self.rss())
+
+
+def torch_cpu_peak(fn: Any) -> int:
+    """The most bytes torch's CPU allocator held at once during ``fn()``, above what
+    it held before: the profiler's allocation and free events, summed in order."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
 
 
 def torch_impl(name: str, cfg: dict[str, Any]) -> tuple[Any, Any]:
@@ -198,9 +219,9 @@ def run_torch(name: str, cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
         sync()
         peak = torch.cuda.max_memory_allocated() - base
     else:
-        with PeakRSS() as p:
-            loss = fwd_bwd()
-        peak = p.peak - p.base
+        out: list[Any] = []
+        peak = torch_cpu_peak(lambda: out.append(fwd_bwd()))
+        loss = out[0]
     return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "peak_mb": peak / 2**20,
             "loss": float(loss), "dh": h.grad.double().cpu().numpy(), "dW": W.grad.double().cpu().numpy()}
 
@@ -245,10 +266,55 @@ def run_jax(name: str, cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
             "dh": np.asarray(dh, np.float64), "dW": np.asarray(dW, np.float64)}
 
 
+def run_tf(name: str, cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
+    import numpy as np
+    import tensorflow as tf
+
+    import xent
+
+    h, W, y = (t.float().numpy() for t in make_inputs(cfg))
+    h, W = tf.cast(tf.constant(h), cfg["dtype"]), tf.cast(tf.constant(W), cfg["dtype"])
+    y = tf.constant(y.astype(np.int64))
+
+    if name == "tf-naive":
+        def loss_fn(a, w):  # type: ignore[no-untyped-def]
+            z = tf.cast(tf.matmul(a, w, transpose_b=True), tf.float32)
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, z))
+    else:
+        def loss_fn(a, w):  # type: ignore[no-untyped-def]
+            return xent.linear_cross_entropy(a, w, y, chunk_size=_chunk(name))
+
+    fwd = tf.function(loss_fn)
+
+    @tf.function
+    def both(a, w):  # type: ignore[no-untyped-def]
+        with tf.GradientTape() as tape:
+            tape.watch([a, w])
+            value = loss_fn(a, w)
+        return value, tape.gradient(value, [a, w])
+
+    def timed(f):  # type: ignore[no-untyped-def]
+        tf.nest.map_structure(lambda t: t.numpy(), f(h, W))
+        out = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            tf.nest.map_structure(lambda t: t.numpy(), f(h, W))
+            out.append((time.perf_counter() - t) * 1e3)
+        return statistics.median(out)
+
+    t_fwd, t_both = timed(fwd), timed(both)
+    with PeakRSS() as p:
+        loss, (dh, dW) = both(h, W)
+        loss, dh, dW = float(loss), tf.cast(dh, tf.float64).numpy(), tf.cast(dW, tf.float64).numpy()
+    return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "peak_mb": (p.peak - p.base) / 2**20,
+            "loss": loss, "dh": dh, "dW": dW}
+
+
 def worker(name: str, cfg: dict[str, Any], repeats: int, ref_path: str, out_path: str) -> None:
     import numpy as np
 
-    result = (run_jax if "jax" in name else run_torch)(name, cfg, repeats)
+    run = run_jax if "jax" in name else run_tf if "tf" in name else run_torch
+    result = run(name, cfg, repeats)
     ref = np.load(ref_path)
 
     def rel(a: Any, b: Any) -> float:

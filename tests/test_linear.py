@@ -92,6 +92,37 @@ def test_gradients(autodiff_fw, dtype, reduction, option):  # type: ignore[no-un
         assert_matches(fw, fw.asarray(g, dtype), r, dtype, V * H, y.size, what=name)
 
 
+@pytest.mark.parametrize("chunk", [1, 5, 10, None])
+@pytest.mark.parametrize("option", ["plain", "all"])
+def test_gradients_chunkings(autodiff_fw, chunk, option):  # type: ignore[no-untyped-def]
+    """Every chunking gives the reference gradients: one token per chunk, chunks
+    that divide the 10 tokens, one chunk (torch's single-product weight gradient),
+    the default."""
+    fw = autodiff_fw
+    h, W, y, kw, rk = _case(fw, option, "float32", seed=10)
+    got = _grads(fw, h, W, y, kw, "float32", "mean", chunk=chunk)
+    want = ref.linear_grads(h, W, y, reduction="mean", **rk)
+    for name, g, r in zip(("d hidden", "d weight", "d bias"), got, want):
+        assert_matches(fw, fw.asarray(g, "float32"), r, "float32", V * H, y.size, what=name)
+
+
+@pytest.mark.parametrize("chunk", [3, None])
+def test_torch_backward_twice(chunk):  # type: ignore[no-untyped-def]
+    """torch keeps the last chunk's softmax for the first backward pass; a second one
+    (retain_graph) recomputes it and accumulates the same gradients again."""
+    torch = pytest.importorskip("torch")
+    fw = framework("torch")
+    h, W, y, kw, rk = _case(fw, "all", "float64", seed=11)
+    hh, WW = torch.tensor(h, requires_grad=True), torch.tensor(W, requires_grad=True)
+    bias = kw.pop("bias")
+    loss = xent.linear_cross_entropy(hh, WW, y, bias=bias, chunk_size=chunk, **kw)
+    loss.backward(retain_graph=True)
+    loss.backward()
+    gh, gW, _ = ref.linear_grads(h, W, y, reduction="mean", **rk)
+    np.testing.assert_allclose(hh.grad.numpy(), 2 * gh, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(WW.grad.numpy(), 2 * gW, rtol=1e-12, atol=1e-14)
+
+
 def test_reference_gradients_by_finite_differences():
     """The analytic reference itself, against central differences of the naive loss."""
     h, W, y, _, rk = _case(framework("numpy"), "all", "float64", seed=2)
@@ -111,6 +142,65 @@ def test_reference_gradients_by_finite_differences():
             np.testing.assert_allclose(g[idx], fd[idx], rtol=1e-6, atol=1e-8)
 
 
+def _offset_case(where, seed=8):  # type: ignore[no-untyped-def]
+    """Logits ``10000 + O(1)``, exact in float32: every input is a multiple of 1/8
+    and every product and partial sum a multiple of 1/64 below 2**14, so the
+    float32 matmul (any summation order) gives the float64 logits exactly. The
+    large common offset goes in the bias or in a hidden column against a
+    weight column of ones."""
+    rng = np.random.default_rng(seed)
+    n, d, v = 48, 5, 37
+    h = rng.integers(-16, 17, size=(n, d)) / 8
+    W = rng.integers(-8, 9, size=(v, d)) / 8
+    b = None
+    if where == "bias":
+        b = 10000 + rng.integers(-8, 9, size=v) / 8
+    else:
+        h[:, 0], W[:, 0] = 10000.0, 1.0
+    y = rng.integers(0, v, size=n)
+    return h, W, b, y
+
+
+def _offset_options(fw, option, b):  # type: ignore[no-untyped-def]
+    kw, rk = {}, {}
+    if option == "smooth":
+        kw["label_smoothing"] = rk["alpha"] = 0.25
+    if option == "class_weights":
+        cw = np.random.default_rng(9).integers(1, 9, size=37) / 4
+        kw["class_weights"], rk["cw"] = cw.astype(np.float32), cw
+    if b is not None:
+        kw["bias"], rk["b"] = fw.asarray(b, "float32"), b
+    return kw, rk
+
+
+@pytest.mark.parametrize("where", ["bias", "hidden"])
+@pytest.mark.parametrize("option", ["plain", "smooth", "class_weights"])
+def test_large_common_offset(fw, where, option):  # type: ignore[no-untyped-def]
+    """``log Σ exp(s - m) - (s_y - m)``, not ``lse - s_y``: with logits near 1e4 a
+    float32 lse is rounded to a multiple of 2**-10, an error of up to 5e-4 that
+    ``lse - s_y`` keeps (a relative error of 1e-4 in the loss)."""
+    h, W, b, y = _offset_case(where)
+    assert np.array_equal(h.astype(np.float32) @ W.astype(np.float32).T, h @ W.T)
+    kw, rk = _offset_options(fw, option, b)
+    got = xent.linear_cross_entropy(fw.asarray(h, "float32"), fw.asarray(W, "float32"), y,
+                                    reduction="none", chunk_size=16, **kw)
+    assert_matches(fw, got, ref.linear(h, W, y, reduction="none", **rk), "float32", W.shape[0], 1)
+
+
+@pytest.mark.parametrize("where", ["bias", "hidden"])
+@pytest.mark.parametrize("option", ["plain", "smooth", "class_weights"])
+def test_large_common_offset_gradients(autodiff_fw, where, option):  # type: ignore[no-untyped-def]
+    """The backward pass's softmax as ``exp(s - m) / Σ exp(s - m)``: ``exp(s - lse)``
+    with the rounded float32 lse is off by up to 5e-4 relative."""
+    fw = autodiff_fw
+    h, W, b, y = _offset_case(where)
+    kw, rk = _offset_options(fw, option, b)
+    got = _grads(fw, h, W, y, kw, "float32", "sum", chunk=16)
+    want = ref.linear_grads(h, W, y, reduction="sum", **rk)
+    for name, g, r in zip(("d hidden", "d weight", "d bias"), got, want):
+        assert_matches(fw, fw.asarray(g, "float32"), r, "float32", W.shape[0], y.size, what=name)
+
+
 #: bfloat16 against the float64 loss of the same (bf16-rounded) inputs. The logits
 #: come out of the framework's bf16 matmul (rounded to bf16 on torch/TF, float32
 #: on JAX), so each logit carries up to 2^-9 relative error: loss and gradients
@@ -118,20 +208,21 @@ def test_reference_gradients_by_finite_differences():
 BF16_TOL = 2e-2
 
 
+@pytest.mark.parametrize("chunk", [CHUNK, None])
 @pytest.mark.parametrize("fw_name", ["numpy", "torch", "tensorflow", "jax"])
-def test_bfloat16(fw_name):  # type: ignore[no-untyped-def]
+def test_bfloat16(fw_name, chunk):  # type: ignore[no-untyped-def]
     from tests.conftest import _get
 
     fw = _get(fw_name)
     h, W, y, kw, rk = _case(fw, "all", "bfloat16", seed=3)
     loss = xent.linear_cross_entropy(fw.asarray(h, "bfloat16"), fw.asarray(W, "bfloat16"), y,
-                                     reduction="none", chunk_size=CHUNK, **kw)
+                                     reduction="none", chunk_size=chunk, **kw)
     assert fw.dtype_name(loss) == "bfloat16"
     want = ref.linear(h, W, y, reduction="none", **rk)
     np.testing.assert_allclose(fw.to_numpy(loss), want, atol=BF16_TOL * np.abs(want).max())
     if not fw.differentiable:
         return
-    got = _grads(fw, h, W, y, dict(kw), "bfloat16", "mean")
+    got = _grads(fw, h, W, y, dict(kw), "bfloat16", "mean", chunk=chunk)
     want = ref.linear_grads(h, W, y, reduction="mean", **rk)
     for g, r in zip(got, want):
         np.testing.assert_allclose(g, r, atol=BF16_TOL * np.abs(r).max())
@@ -297,6 +388,51 @@ def test_memory_torch():
     chunked = largest(lambda a, w: xent.linear_cross_entropy(a, w, y, chunk_size=CHUNK_M, z_loss=1e-4))
     assert naive >= FULL
     assert chunked <= CHUNK_M * V_M < FULL
+
+
+def _torch_peak_bytes(torch, fn):  # type: ignore[no-untyped-def]
+    """The highest total of bytes the CPU allocator holds while ``fn`` runs, above
+    what it held before: the profiler's allocation and free events, in order."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_memory_torch_peak(dtype):  # type: ignore[no-untyped-def]
+    """Peak bytes allocated during forward + backward (gradients included): the
+    default single chunk stays under the naive computation (float32 logits, as a
+    bfloat16 model upcasts them), and chunk_size=CHUNK_M with every option under
+    three float32 chunks of logits plus the gradients, where the naive one holds
+    the full logits several times over."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    h, W, y = (torch.tensor(a) for a in _memory_inputs())
+    tdtype = getattr(torch, dtype)
+
+    def peak(fn):  # type: ignore[no-untyped-def]
+        a, w = h.to(tdtype).requires_grad_(), W.to(tdtype).requires_grad_()
+        fn(a, w).backward()  # warm-up: lazy initialisation outside the measurement
+        a.grad = w.grad = None
+        return _torch_peak_bytes(torch, lambda: fn(a, w).backward())
+
+    grads = (N_M + V_M) * H_M * tdtype.itemsize
+    naive = peak(lambda a, w: F.cross_entropy((a @ w.T).float(), y))
+    assert naive >= 2 * FULL * 4
+    default = peak(lambda a, w: xent.linear_cross_entropy(a, w, y))
+    assert default <= naive * 0.6
+    chunked = peak(lambda a, w: xent.linear_cross_entropy(
+        a, w, y, bias=torch.zeros(V_M, dtype=tdtype), chunk_size=CHUNK_M, label_smoothing=0.1, z_loss=1e-4,
+        logit_softcap=5.0))
+    assert chunked <= 3 * CHUNK_M * V_M * 4 + 2 * grads
 
 
 def test_memory_jax():

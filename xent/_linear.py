@@ -4,9 +4,11 @@ The front end (:func:`linear_cross_entropy`) validates once, reusing the sparse
 loss's helpers, then hands flat ``[N, H]`` tokens to the backend's
 ``linear_cross_entropy_chunks`` (torch, JAX, TensorFlow: a custom gradient that
 recomputes each chunk's logits in the backward pass) or, for NumPy and the
-array-API backend, to the value-only loop here. Each chunk's loss and its
-gradient with respect to the logits are written once, in :func:`chunk_loss`
-and :func:`chunk_dlogits`, over the backend primitives.
+array-API backend, to the value-only loop here. The per-token formulas are
+written once, in :func:`token_loss` and :func:`grad_coefficients`, and used by
+every backend; the ``[rows, V]`` passes around them are :func:`chunk_loss` and
+:func:`chunk_dlogits`, over the backend primitives (JAX, TensorFlow, NumPy),
+while torch does the same passes in place in ``backends/torch_linear.py``.
 
 The backends return the per-token loss (cross-entropy with class weights, plus
 the z-loss term); masks, sample weights and the reduction are applied by
@@ -19,7 +21,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 
 from xent import _frontend as fe
@@ -65,65 +67,119 @@ class Plan:
     compute_dtype: str
 
 
-def chunk_loss(be: Backend, z: Array, y: Array, cw: Array | None, plan: Plan) -> tuple[Array, Array]:
-    """Per-token loss and ``logsumexp`` of one chunk of raw logits.
+def token_loss(log_s: Array, picked: Array, spread: Array | None, m: Array, w_y: Array | None, plan: Plan,
+               wsum: Any) -> Array:
+    """Per-token loss from the row statistics of one chunk (all ``[rows]``).
 
-    ``z`` is ``[rows, V]`` in the compute dtype, ``y`` ``[rows]`` in-range labels,
-    ``cw`` the ``[V]`` class weights or None. With ``s = softcap(z)`` and
-    ``lse = logsumexp(s)``::
+    With ``d = s - m`` the logits shifted by their row maximum ``m``:
+    ``log_s = log Σ_c exp(d_c)``, ``picked = d_y``, ``spread = Σ_c w_c·d_c``
+    (None without smoothing), ``w_y`` the label's class weight (None without
+    class weights) and ``wsum = Σ_c w_c`` (``V`` without class weights)::
 
-        loss = (1-α)·w_y·(lse - s_y) + (α/V)·Σ_c w_c·(lse - s_c) + z_loss·lse²
+        loss = (1-α)·w_y·(log_s - d_y) + (α/V)·(wsum·log_s - spread) + z_loss·(m + log_s)²
+
+    ``log_s - d_y`` is ``lse - s_y`` without rounding the large ``lse = m +
+    log_s`` first (as :meth:`Backend.nll`); likewise the smoothing term.
     """
-    s = fe.softcap(be, z, plan.cap)
-    lse = fe.logsumexp(be, s, 1)
-    nll = lse - be.sum(be.take_along_axis(s, be.expand_dims(y, 1), 1), 1)
-    if cw is not None:
-        nll = nll * be.take(cw, y)
+    nll = log_s - picked
+    if w_y is not None:
+        nll = nll * w_y
     loss = nll
     if plan.alpha:
-        gap = be.expand_dims(lse, 1) - s
-        smooth = be.sum(gap if cw is None else gap * be.expand_dims(cw, 0), 1)
+        smooth = log_s * wsum - spread
         loss = nll * (1.0 - plan.alpha) + smooth * (plan.alpha / plan.vocab)
     if plan.z_loss:
+        lse = m + log_s
         loss = loss + (lse * lse) * plan.z_loss
-    return loss, lse
+    return loss
+
+
+def grad_coefficients(lse: Array | None, w_y: Array | None, go: Array, plan: Plan, wsum: Any) -> tuple[Array, Array]:
+    """``(weight, target)``, both ``[rows]``, of one chunk's logit gradient::
+
+        go · d loss / d s = weight·softmax(s) - target·onehot(y) - go·(α/V)·w
+
+    with ``weight = go·(Σ_c a_c + 2·z_loss·lse)`` and ``target = go·(1-α)·w_y``,
+    where ``a = (1-α)·w_y·onehot(y) + (α/V)·w`` are the label weights and
+    ``Σ_c a_c = (1-α)·w_y + (α/V)·wsum``. ``lse`` is needed only with z-loss.
+    """
+    alpha = plan.alpha
+    target = go if w_y is None else go * w_y
+    if alpha:
+        target = target * (1.0 - alpha)
+    total = (1.0 - alpha) * (1.0 if w_y is None else w_y)
+    if alpha:
+        total = total + wsum * (alpha / plan.vocab)
+    if plan.z_loss:
+        total = total + lse * (2.0 * plan.z_loss)
+    return go * total, target
+
+
+def class_weight_terms(be: Backend, y: Array, cw: Array | None, plan: Plan) -> tuple[Array | None, Any]:
+    """``(w_y, wsum)``: the labels' class weights (None without) and ``Σ_c w_c``."""
+    if cw is None:
+        return None, float(plan.vocab)
+    return be.take(cw, y), be.sum(cw)
+
+
+def chunk_loss(be: Backend, z: Array, y: Array, cw: Array | None, plan: Plan) -> tuple[Array, Array, Array]:
+    """Per-token loss of one chunk of raw logits, and the row statistics the
+    backward pass needs: ``(loss, m, sumexp)``, each ``[rows]``.
+
+    ``z`` is ``[rows, V]`` in the compute dtype, ``y`` ``[rows]`` in-range labels,
+    ``cw`` the ``[V]`` class weights or None. With ``s = softcap(z)``,
+    ``m = max_c s_c`` and ``sumexp = Σ_c exp(s_c - m)``, the loss is
+    :func:`token_loss`.
+    """
+    s = fe.softcap(be, z, plan.cap)
+    m = be.stop_gradient(be.max(s, 1, keepdims=True))
+    d = s - m
+    sumexp = be.sum(be.exp(d), 1)
+    log_s = be.log(sumexp)
+    m = be.sum(m, 1)  # [rows, 1] -> [rows]
+    # Gathered from s, not from d, so that d feeds only reductions (XLA fuses
+    # them without a [rows, V] temporary); s_y - m is the same subtraction.
+    picked = be.sum(be.take_along_axis(s, be.expand_dims(y, 1), 1), 1) - m
+    w_y, wsum = class_weight_terms(be, y, cw, plan)
+    spread = None
+    if plan.alpha:
+        spread = be.sum(d if cw is None else d * be.expand_dims(cw, 0), 1)
+    return token_loss(log_s, picked, spread, m, w_y, plan, wsum), m, sumexp
 
 
 def chunk_dlogits(
-    be: Backend, z: Array, y: Array, cw: Array | None, lse: Array, go: Array, classes: Array, plan: Plan
+    be: Backend, z: Array, y: Array, cw: Array | None, m: Array, sumexp: Array, go: Array, classes: Array | None,
+    plan: Plan, sub_at_labels: Callable[[Array, Array, Array], Array] | None = None,
 ) -> Array:
-    """``go · d loss / d z`` for one chunk (``[rows, V]``, compute dtype).
+    """``go · d loss / d z`` for one chunk (``[rows, V]``, compute dtype), from the
+    ``m`` and ``sumexp`` that :func:`chunk_loss` returned for the same logits.
 
-    With ``p = softmax(s)`` and label weights ``a = (1-α)·w_y·onehot(y) + (α/V)·w``::
-
-        d loss / d s = (Σ_c a_c + 2·z_loss·lse)·p - a
-        d s / d z    = 1 - (s / cap)²          (soft-capping; 1 without)
-
-    ``classes`` is ``arange(V)`` in the labels' dtype (for the one-hot term).
+    ``d loss / d s`` is :func:`grad_coefficients`' formula, and soft-capping adds
+    ``d s / d z = 1 - (s / cap)²``. The one-hot term is ``where(classes == y, g -
+    target, g)`` with ``classes = arange(V)`` in the labels' dtype, which a
+    compiler fuses into the elementwise pass; a backend that runs op by op may
+    pass ``sub_at_labels(g, y, target)`` instead (a scatter), and no ``classes``.
     """
     s = fe.softcap(be, z, plan.cap)
-    lse2 = be.expand_dims(lse, 1)
-    prob = be.exp(s - lse2)
-    alpha = plan.alpha
-    w_y = 1.0 if cw is None else be.take(cw, y)
-    total = (1.0 - alpha) * w_y
-    if alpha:
-        total = total + (alpha / plan.vocab) * (plan.vocab if cw is None else be.sum(cw))
-    if plan.z_loss:
-        total = total + lse * (2.0 * plan.z_loss)
-    if isinstance(total, float):
-        g = prob * total
+    w_y, wsum = class_weight_terms(be, y, cw, plan)
+    log_s = be.log(sumexp)
+    weight, target = grad_coefficients(m + log_s, w_y, go, plan, wsum)
+    # softmax(s) = exp((s - m) - log_s): s - m is exact where s is near m, and
+    # log_s is small, unlike exp(s - lse) with a large rounded lse.
+    prob = be.exp((s - be.expand_dims(m, 1)) - be.expand_dims(log_s, 1))
+    g = prob * be.expand_dims(weight, 1)
+    if sub_at_labels is not None:
+        g = sub_at_labels(g, y, target)
     else:
-        g = prob * be.expand_dims(total, 1)
-    target = (1.0 - alpha) * w_y
-    onehot = be.expand_dims(classes, 0) == be.expand_dims(y, 1)
-    g = be.where(onehot, g - (target if isinstance(target, float) else be.expand_dims(target, 1)), g)
-    if alpha:
-        g = g - (alpha / plan.vocab) * (1.0 if cw is None else be.expand_dims(cw, 0))
+        onehot = be.expand_dims(classes, 0) == be.expand_dims(y, 1)
+        g = be.where(onehot, g - be.expand_dims(target, 1), g)
+    if plan.alpha:
+        smooth = be.expand_dims(go * (plan.alpha / plan.vocab), 1)
+        g = g - (smooth if cw is None else smooth * be.expand_dims(cw, 0))
     if plan.cap is not None:
         t = s * (1.0 / plan.cap)
         g = g * (1.0 - t * t)
-    return g * be.expand_dims(go, 1)
+    return g
 
 
 def _value_only(be: Backend, h2: Array, W: Array, b: Array | None, y: Array, cw: Array | None, plan: Plan) -> Array:
