@@ -219,6 +219,55 @@ class Backend:
         shifted = z - self.stop_gradient(self.max(z, axis, keepdims=True))
         return shifted - self.log(self.sum(self.exp(shifted), axis, keepdims=True))
 
+    def any_nan(self, x: Array) -> bool:
+        """Whether ``x`` holds a NaN (a host sync: only where :meth:`can_inspect`)."""
+        xp = self.namespace(x)
+        return bool(xp.any(xp.isnan(x)))
+
+    def xlogy(self, weight: Array, value: Array) -> Array:
+        """``weight * value`` that is 0 where ``weight`` is 0 and ``value`` is ±inf.
+
+        The guard replaces only infinite values under a zero weight, so no
+        ``0 * inf`` is formed forward or backward, while the derivative with
+        respect to ``weight`` stays ``value`` wherever that is finite (a one-hot
+        label's gradient is ``-log p`` at its zeros too).
+        """
+        return weight * self.where((weight == 0) & self.isinf(value), 0.0, value)
+
+    def binary_nll(self, z: Array, y: Array, pos_weight: Array | None) -> Array:
+        """``p·y·softplus(-z) + (1-y)·softplus(z)`` elementwise (``p`` = ``pos_weight``
+        or 1), with a zero weight times an infinite softplus giving 0.
+
+        Both softplus terms come from one: ``softplus(±z) = relu(±z) + a`` with
+        ``a = softplus(-|z|)``, so an element costs one ``exp`` and one ``log1p``,
+        and every term is non-negative (no cancellation) for labels in ``[0, 1]``.
+
+        Where values can be read on the host (:meth:`can_inspect`), the short
+        form ``relu(±z) = (|z| ± z)/2`` without guards runs first: it is exact
+        for every finite ``z`` (below half the dtype's maximum), and NaN exactly
+        where a guard was needed (or an input is NaN); only then does the
+        guarded form run. Both have the derivative at ``z = 0`` right.
+        """
+        pos = y if pos_weight is None else y * pos_weight
+        neg = 1.0 - y
+        if self.can_inspect(z):
+            t = self.abs(z)
+            a = self.softplus(-t)
+            if pos_weight is not None:
+                a = a * (pos + neg)
+            loss = a + pos * ((t - z) * 0.5) + neg * ((t + z) * 0.5)
+            if not self.any_nan(loss):
+                return loss
+        # The branches split at z >= 0 on every side, so d/dz at 0 is exact.
+        up = z >= 0
+        neg_z = -z
+        a = self.softplus(self.where(up, neg_z, z))
+        if pos_weight is not None:
+            a = a * (pos + neg)
+        relu_pos = self.where(up, z, 0.0)
+        relu_neg = self.where(up, 0.0, neg_z)
+        return a + self.xlogy(pos, relu_neg) + self.xlogy(neg, relu_pos)
+
     def soft_nll(self, z: Array, y: Array, axis: int) -> Array:
         """``-Σ_c y_c · log_softmax(z)_c`` along ``axis``, a term with ``y_c = 0``
         contributing 0 even where ``z_c = -inf``.

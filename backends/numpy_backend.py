@@ -152,6 +152,32 @@ class NumpyBackend(Backend):
         out += np.maximum(x, 0)
         return out
 
+    def binary_nll(self, z: Array, y: Array, pos_weight: Array | None) -> Array:
+        """The base class's short form (no autodiff here, so plain ``maximum``
+        for the relus), in place: one scratch array for ``a = softplus(-|z|)``
+        that becomes the loss, two for the relu terms.
+        Where a ``0·inf`` made NaN (an infinite logit under a label that agrees
+        with it) the term is 0; a NaN input still gives NaN through ``a``."""
+        z, y = np.asarray(z), np.asarray(y)
+        if z.ndim == 0 or z.dtype != y.dtype:
+            return super().binary_nll(z, y, pos_weight)
+        relu = np.maximum(z, 0)
+        neg_part = np.negative(z)
+        np.maximum(neg_part, 0, out=neg_part)  # relu(-z)
+        loss = np.abs(z)
+        np.negative(loss, out=loss)
+        np.exp(loss, out=loss)
+        np.log1p(loss, out=loss)
+        neg = np.subtract(1.0, y, dtype=z.dtype)
+        pos = y if pos_weight is None else y * np.asarray(pos_weight)
+        if pos_weight is not None:
+            loss = loss * (pos + neg)
+        for weight, part in ((neg, relu), (pos, neg_part)):
+            np.multiply(part, weight, out=part)
+            part[np.isnan(part) & (weight == 0)] = 0.0
+            loss += part
+        return loss
+
     def log_softmax(self, z: Array, axis: int) -> Array:
         """``(z - m) - log Σ exp(z - m)``, blocked (see :func:`_blocked`)."""
         z = np.asarray(z)

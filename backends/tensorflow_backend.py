@@ -114,6 +114,9 @@ class TensorflowBackend(Backend):
     def isinf(self, x: Array) -> Array:
         return tf.math.is_inf(x)
 
+    def any_nan(self, x: Array) -> bool:
+        return bool(tf.reduce_any(tf.math.is_nan(x)))
+
     def log_softmax(self, z: Array, axis: int) -> Array:
         return tf.nn.log_softmax(z, axis=axis)
 

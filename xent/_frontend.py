@@ -309,14 +309,9 @@ def along_axis(p: Predictions, vector: Array, axis: int) -> Array:
 
 
 def xlogy(be: Backend, weight: Array, value: Array) -> Array:
-    """``weight * value`` that is 0 where ``weight`` is 0 and ``value`` is ±inf.
-
-    The guard replaces only infinite values under a zero weight, so no
-    ``0 * inf`` is formed forward or backward, while the derivative with respect
-    to ``weight`` stays ``value`` wherever that is finite (a one-hot label's
-    gradient is ``-log p`` at its zeros too).
-    """
-    return weight * be.where((weight == 0) & be.isinf(value), 0.0, value)
+    """``weight * value``, 0 where ``weight`` is 0 and ``value`` infinite
+    (:meth:`xent.backends.Backend.xlogy`)."""
+    return be.xlogy(weight, value)
 
 
 @dataclass
