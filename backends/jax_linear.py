@@ -2,10 +2,12 @@
 
 The tokens are padded to a multiple of ``plan.chunk`` and scanned chunk by
 chunk, so XLA plans one chunk's ``[chunk, V]`` logits, not ``[N, V]``. Forward
-keeps the per-token loss and each row's maximum and ``Σ exp(s - max)``; backward scans again, recomputing
-each chunk's logits (``preferred_element_type`` = the compute dtype, so
-bfloat16 inputs give float32 logits), and carries the weight and bias
-gradients in float32 through the scan, cast to the inputs' dtypes at the end.
+keeps the per-token loss and each row's maximum and ``Σ exp(s - max)``;
+backward scans again, recomputing each chunk's logits
+(``preferred_element_type`` = the compute dtype, so bfloat16 inputs give
+float32 logits), and carries the weight and bias gradients in float32 through
+the scan (``dW`` from ``g`` in the input dtype with a float32 result), cast to
+the inputs' dtypes at the end.
 Works under ``jax.jit`` and ``jax.grad``; padded rows get a zero cotangent.
 """
 
@@ -75,13 +77,15 @@ def _function(be: Backend, plan: Plan) -> Any:
             g = chunk_dlogits(be, _logits(hc, W, b, compute), yc, cw, mc, sc, gc, classes, plan)
             gh = g.astype(W.dtype)
             dh = jnp.matmul(gh, W, preferred_element_type=compute).astype(h.dtype)
-            dW = dW + jnp.matmul(gh.T, hc, preferred_element_type=compute)  # float32 accumulator for half inputs
+            # float32 accumulator for half inputs; g in the input dtype as for dh,
+            # with a float32 result: XLA then plans no float32 copy of g beside it
+            dW = dW + jnp.matmul(gh.T, hc, preferred_element_type=compute)
             if db is not None:
                 db = db + g.sum(0)
             return (dW, db), dh
 
         init = (jnp.zeros(W.shape, compute), None if b is None else jnp.zeros(b.shape, compute))
-        # padded rows: a zero cotangent, and Σ exp = 1 so that their scale go/Σ exp is 0, not NaN
+        # padded rows: a zero cotangent, and Σ exp = 1 so that log Σ exp is finite and their g 0, not NaN
         xs = tuple(_chunked(x, k, nc, fill) for x, fill in ((h, 0), (y, 0), (m, 0), (sumexp, 1),
                                                             (go.astype(compute), 0)))
         (dW, db), dh = jax.lax.scan(body, init, xs)

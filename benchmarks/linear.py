@@ -13,10 +13,11 @@ cannot leak into another's numbers) on the same inputs (seeded), with
   (torch.compile and jax.jit compile during the warm-up);
 * ``peak MB``: memory beyond the inputs during one fwd+bwd call, gradients
   included (torch on CUDA: ``torch.cuda.max_memory_allocated``; torch on the
-  CPU: the allocator's own allocation and free events, from the profiler; JAX
-  and TensorFlow: the process's resident set, sampled every 0.5 ms by a thread,
-  indicative only, as their allocators keep freed memory; JAX also reports the
-  temporary bytes XLA plans);
+  CPU: the allocator's own allocation and free events, from the profiler;
+  TensorFlow: the BFC allocator's peak, in a second process started with
+  ``TF_CPU_ALLOCATOR_USE_BFC=true``; JAX: the process's resident set, sampled
+  every 0.5 ms by a thread, indicative only, as its allocator keeps freed
+  memory, and the temporary bytes XLA plans);
 * ``loss err``, ``dh err``, ``dW err``: ``‖x - ref‖ / ‖ref‖`` against a float64
   computation of the same (rounded) inputs, done chunk by chunk in the parent.
 
@@ -266,7 +267,12 @@ def run_jax(name: str, cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
             "dh": np.asarray(dh, np.float64), "dW": np.asarray(dW, np.float64)}
 
 
-def run_tf(name: str, cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
+def run_tf(name: str, cfg: dict[str, Any], repeats: int, memory: bool = False) -> dict[str, Any]:
+    """Times with TensorFlow's default CPU allocator; with ``memory``, only the peak
+    instead, from the BFC allocator's statistics (the default CPU allocator keeps
+    none), in a process of its own."""
+    if memory:
+        os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"  # read when TensorFlow starts
     import numpy as np
     import tensorflow as tf
 
@@ -302,17 +308,27 @@ def run_tf(name: str, cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
             out.append((time.perf_counter() - t) * 1e3)
         return statistics.median(out)
 
+    if memory:
+        both(h, W)  # trace and warm up
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        base = tf.config.experimental.get_memory_info("CPU:0")["current"]
+        out = both(h, W)
+        peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] - base
+        del out
+        return {"peak_mb": peak / 2**20}
     t_fwd, t_both = timed(fwd), timed(both)
-    with PeakRSS() as p:
-        loss, (dh, dW) = both(h, W)
-        loss, dh, dW = float(loss), tf.cast(dh, tf.float64).numpy(), tf.cast(dW, tf.float64).numpy()
-    return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "peak_mb": (p.peak - p.base) / 2**20,
-            "loss": loss, "dh": dh, "dW": dW}
+    loss, (dh, dW) = both(h, W)
+    loss, dh, dW = float(loss), tf.cast(dh, tf.float64).numpy(), tf.cast(dW, tf.float64).numpy()
+    return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "loss": loss, "dh": dh, "dW": dW}
 
 
 def worker(name: str, cfg: dict[str, Any], repeats: int, ref_path: str, out_path: str) -> None:
     import numpy as np
 
+    if name.endswith(":memory"):  # TensorFlow's peak, in a process of its own
+        with open(out_path, "w") as f:
+            json.dump(run_tf(name.removesuffix(":memory"), cfg, repeats, memory=True), f)
+        return
     run = run_jax if "jax" in name else run_tf if "tf" in name else run_torch
     result = run(name, cfg, repeats)
     ref = np.load(ref_path)
@@ -364,6 +380,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         with open(out) as f:
             r = json.load(f)
+        if "tf" in name:  # as the worker dispatches
+            mem = os.path.join(tmp, f"{name}.memory.json")
+            r["peak_mb"] = float("nan")
+            if not subprocess.run([*cmd[:3], f"{name}:memory", *cmd[4:-1], mem], capture_output=True).returncode:
+                with open(mem) as f:
+                    r.update(json.load(f))
         r["impl"] = name
         rows.append(r)
         extra = f"  (XLA temp {r['xla_temp_mb']:.0f} MB)" if "xla_temp_mb" in r else ""
