@@ -113,8 +113,9 @@ class TorchBackend(Backend):
         # torch.compile and on accelerators the shared formula fuses, and no
         # host sync is wanted.)
         if self.can_inspect(z):
-            moved = torch.movedim(z, axis, 1) if z.ndim > 1 and axis != 1 else z
-            target = torch.movedim(y, axis, 1) if z.ndim > 1 and axis != 1 else y
+            moved, target = z, y
+            if z.ndim > 1 and axis != 1:  # the fused kernel wants classes at dim 1
+                moved, target = torch.movedim(z, axis, 1), torch.movedim(y, axis, 1)
             loss = F.cross_entropy(moved, target, reduction="none")
             if not bool(loss.isnan().any()):
                 return loss

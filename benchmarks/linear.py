@@ -126,22 +126,6 @@ class PeakRSS:
         self.peak = max(self.peak, self.rss())
 
 
-def torch_cpu_peak(fn: Any) -> int:
-    """The most bytes torch's CPU allocator held at once during ``fn()``, above what
-    it held before: the profiler's allocation and free events, summed in order."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]")
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
-
-
 def torch_impl(name: str, cfg: dict[str, Any]) -> tuple[Any, Any]:
     """(loss function of (h, W), a function that reads (dh, dW) back) for a torch impl."""
     import torch
@@ -220,8 +204,10 @@ def run_torch(name: str, cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
         sync()
         peak = torch.cuda.max_memory_allocated() - base
     else:
+        from xent._bench import torch_cpu_peak_bytes
+
         out: list[Any] = []
-        peak = torch_cpu_peak(lambda: out.append(fwd_bwd()))
+        peak = torch_cpu_peak_bytes(lambda: out.append(fwd_bwd()))
         loss = out[0]
     return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "peak_mb": peak / 2**20,
             "loss": float(loss), "dh": h.grad.double().cpu().numpy(), "dW": W.grad.double().cpu().numpy()}

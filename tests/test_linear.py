@@ -10,6 +10,7 @@ import pytest
 import xent
 from tests import reference as ref
 from tests.helpers import assert_matches, rounded
+from xent._bench import torch_cpu_peak_bytes
 from xent._linear import default_chunk_size
 from xent.testing import framework
 
@@ -390,22 +391,6 @@ def test_memory_torch():
     assert chunked <= CHUNK_M * V_M < FULL
 
 
-def _torch_peak_bytes(torch, fn):  # type: ignore[no-untyped-def]
-    """The highest total of bytes the CPU allocator holds while ``fn`` runs, above
-    what it held before: the profiler's allocation and free events, in order."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]")
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
-
-
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_memory_torch_peak(dtype):  # type: ignore[no-untyped-def]
     """Peak bytes allocated during forward + backward (gradients included): the
@@ -422,7 +407,7 @@ def test_memory_torch_peak(dtype):  # type: ignore[no-untyped-def]
         a, w = h.to(tdtype).requires_grad_(), W.to(tdtype).requires_grad_()
         fn(a, w).backward()  # warm-up: lazy initialisation outside the measurement
         a.grad = w.grad = None
-        return _torch_peak_bytes(torch, lambda: fn(a, w).backward())
+        return torch_cpu_peak_bytes(lambda: fn(a, w).backward())
 
     grads = (N_M + V_M) * H_M * tdtype.itemsize
     naive = peak(lambda a, w: F.cross_entropy((a @ w.T).float(), y))

@@ -203,6 +203,23 @@ def _traced_peak_mb(f: Fn) -> float:
     return max(0.0, (peak - before) / 2**20)
 
 
+def torch_cpu_peak_bytes(fn: Fn) -> int:
+    """The most bytes torch's CPU allocator held at once during ``fn()``, above
+    what it held before: the profiler's allocation and free events, summed in
+    order (RSS cannot see allocator reuse; these events can)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
 # --------------------------------------------------------------------- inputs
 class Inputs:
     """Random logits (std 2), labels, soft labels and sigmoid targets, float32."""

@@ -81,23 +81,32 @@ def predictions(x: Any, name: str, *, cast: bool = True) -> Predictions:
     return Predictions(backend, value, dtype, compute, backend.shape(x), name)
 
 
-def compiled(loss: Any, logits: Any, labels: Any, **options: Any) -> Array | None:
+def compiled(
+    loss: Any, logits: Any, labels: Any, *, class_ids: bool = False, **options: Any
+) -> Array | None:
     """``loss(logits, labels, **options)`` as one compiled program where the
     backend runs whole losses that way (JAX, see
-    :meth:`xent.backends.Backend.compiled`), else None: the caller goes on."""
+    :meth:`xent.backends.Backend.compiled`), else None: the caller goes on.
+
+    With ``class_ids`` the labels are integer class ids along
+    ``options["axis"]``: inside the program they cannot be read, so they are
+    checked on the host first where they can be, and a bad one sends the call
+    to the eager path, which names it."""
     backend = backend_for(logits)
     if backend is None or not backend.compiles_eagerly:
+        return None
+    if class_ids and not _ids_valid_or_unseen(
+        backend, logits, labels, options["axis"], options.get("ignore_index")
+    ):
         return None
     return backend.compiled(loss, logits, labels, **options)
 
 
-def labels_valid_or_unseen(logits: Any, labels: Any, axis: Any, ignore_index: Any) -> bool:
+def _ids_valid_or_unseen(be: Backend, logits: Any, labels: Any, axis: Any, ignore_index: Any) -> bool:
     """Whether integer ``labels`` are all in range (or ``ignore_index``) where
     they can be read on the host now; True where they cannot (a compiled
-    program then marks bad ones NaN). False means: take the eager path,
-    which validates everything and names what is wrong."""
-    be = backend_for(labels)
-    if be is None or be is not backend_for(logits):
+    program then marks bad ones NaN)."""
+    if backend_for(labels) is not be:
         return False
     if not be.can_inspect(labels):
         return True
@@ -108,9 +117,7 @@ def labels_valid_or_unseen(logits: Any, labels: Any, axis: Any, ignore_index: An
         return False
     if values.dtype.kind not in "iu" or not num:
         return False
-    return labels_in_range(values, num) or (
-        ignore_index is not None and labels_in_range(values[values != ignore_index], num)
-    )
+    return labels_in_range(values, num) or not _out_of_range(values, num, ignore_index).any()
 
 
 def _same_framework(p: Predictions, x: Any, name: str) -> Array:
@@ -308,12 +315,6 @@ def along_axis(p: Predictions, vector: Array, axis: int) -> Array:
     return p.backend.reshape(vector, tuple(shape))
 
 
-def xlogy(be: Backend, weight: Array, value: Array) -> Array:
-    """``weight * value``, 0 where ``weight`` is 0 and ``value`` infinite
-    (:meth:`xent.backends.Backend.xlogy`)."""
-    return be.xlogy(weight, value)
-
-
 @dataclass
 class SparseLabels:
     """Integer labels made safe to gather with.
@@ -329,10 +330,16 @@ class SparseLabels:
     bad: Array | None
 
 
-def _raise_out_of_range(values: np.ndarray, num: int, ignore_index: int | None) -> None:
+def _out_of_range(values: np.ndarray, num: int, ignore_index: int | None) -> np.ndarray:
+    """Where host label ``values`` are neither in ``[0, num)`` nor ``ignore_index``."""
     bad = (values < 0) | (values >= num)
     if ignore_index is not None:
         bad &= values != ignore_index
+    return bad
+
+
+def _raise_out_of_range(values: np.ndarray, num: int, ignore_index: int | None) -> None:
+    bad = _out_of_range(values, num, ignore_index)
     if bad.any():
         shown = np.unique(values[bad])
         listed = ", ".join(str(v) for v in shown[:10]) + (", ..." if shown.size > 10 else "")
@@ -419,7 +426,7 @@ def reduce(
     """
     be = p.backend
     if weights is not None:
-        loss = xlogy(be, weights, loss)
+        loss = be.xlogy(weights, loss)
     if keep is not None:
         loss = be.where(keep, loss, 0.0)
     if bad is not None:

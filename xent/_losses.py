@@ -136,23 +136,21 @@ def sparse_softmax_cross_entropy(
     ...                                         reduction="mean").round(6))
     0.464369
     """
-    be = fe.backend_for(logits)
-    if be is not None:
-        # Fast paths: one native call where its semantics are exactly ours (torch,
-        # TF), or the whole loss compiled as one program (JAX).
-        if not (label_smoothing or z_loss) and class_weights is weights is logit_softcap is None:
-            fused = be.fused_sparse(logits, labels, axis, reduction, ignore_index)
-            if fused is not None:
-                return fused
-        if be.compiles_eagerly and fe.labels_valid_or_unseen(logits, labels, axis, ignore_index):
-            out = be.compiled(
-                sparse_softmax_cross_entropy, logits, labels, axis=axis,
-                ignore_index=ignore_index, label_smoothing=label_smoothing,
-                class_weights=class_weights, weights=weights, reduction=reduction,
-                z_loss=z_loss, logit_softcap=logit_softcap,
-            )
-            if out is not None:
-                return out
+    if not (label_smoothing or z_loss) and class_weights is weights is logit_softcap is None:
+        # Fast path: one native call where its semantics are exactly ours (torch, TF).
+        be = fe.backend_for(logits)
+        fused = None if be is None else be.fused_sparse(logits, labels, axis, reduction, ignore_index)
+        if fused is not None:
+            return fused
+    # Or the whole loss as one compiled program (JAX).
+    out = fe.compiled(
+        sparse_softmax_cross_entropy, logits, labels, class_ids=True, axis=axis,
+        ignore_index=ignore_index, label_smoothing=label_smoothing,
+        class_weights=class_weights, weights=weights, reduction=reduction,
+        z_loss=z_loss, logit_softcap=logit_softcap,
+    )
+    if out is not None:
+        return out
     p, axis, num, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     zl = fe.check_z_loss(z_loss)
@@ -169,15 +167,15 @@ def sparse_softmax_cross_entropy(
             if cw is None:
                 smooth = -be.sum(logp, axis)
             else:
-                smooth = -be.sum(fe.xlogy(be, fe.along_axis(p, cw, axis), logp), axis)
-                nll = fe.xlogy(be, class_w, nll)
+                smooth = -be.sum(be.xlogy(fe.along_axis(p, cw, axis), logp), axis)
+                nll = be.xlogy(class_w, nll)
             loss = (1.0 - alpha) * nll + (alpha / num) * smooth
         else:
             # Fused native kernel where the backend has one (torch, TF): it only
             # ever sees in-range labels; masks and weights are applied here.
             loss = be.nll(z, y.safe, axis)
             if class_w is not None:
-                loss = fe.xlogy(be, class_w, loss)
+                loss = be.xlogy(class_w, loss)
         if zl:
             lse = fe.logsumexp(be, z, axis)
             loss = loss + zl * (lse * lse)
@@ -287,7 +285,7 @@ def categorical_cross_entropy(
             y = y * (1.0 - alpha) + alpha / num
         q = p.value / be.sum(p.value, axis, keepdims=True)
         q = be.clip(q, eps, 1.0 - eps)
-        loss = -be.sum(fe.xlogy(be, y, be.log(q)), axis)
+        loss = -be.sum(be.xlogy(y, be.log(q)), axis)
         return fe.reduce(p, loss, reduction, weights=w)
 
 
@@ -327,14 +325,12 @@ def sparse_categorical_cross_entropy(
     >>> xent.sparse_categorical_cross_entropy(probs, [1, 2], reduction="mean")
     np.float32(1.1769392)
     """
-    be = fe.backend_for(probs)
-    if be is not None and be.compiles_eagerly and fe.labels_valid_or_unseen(probs, labels, axis, ignore_index):
-        out = be.compiled(
-            sparse_categorical_cross_entropy, probs, labels, axis=axis, epsilon=epsilon,
-            ignore_index=ignore_index, weights=weights, reduction=reduction,
-        )
-        if out is not None:
-            return out
+    out = fe.compiled(
+        sparse_categorical_cross_entropy, probs, labels, class_ids=True, axis=axis,
+        epsilon=epsilon, ignore_index=ignore_index, weights=weights, reduction=reduction,
+    )
+    if out is not None:
+        return out
     p, axis, num, w = fe.class_axis_inputs(probs, "probs", axis, reduction, weights)
     eps = fe.check_fraction("epsilon", epsilon, 0.5)
     be = p.backend
@@ -390,5 +386,5 @@ def binary_cross_entropy(
         if alpha:
             y = y * (1.0 - alpha) + alpha / 2
         q = be.clip(p.value, eps, 1.0 - eps)
-        loss = -(fe.xlogy(be, y, be.log(q)) + fe.xlogy(be, 1.0 - y, be.log(1.0 - q)))
+        loss = -(be.xlogy(y, be.log(q)) + be.xlogy(1.0 - y, be.log(1.0 - q)))
         return fe.reduce(p, loss, reduction, weights=w)
