@@ -137,6 +137,17 @@ class Backend:
         """
         return None
 
+    def fused_dense(self, logits: Array, labels: Array, axis: int, reduction: str) -> Array | None:
+        """The plain dense (soft-label) loss, reduced, in one native call; ``None``
+        to take the general path. Same contract as :meth:`fused_sparse`."""
+        return None
+
+    def fused_sigmoid(self, logits: Array, labels: Array, reduction: str) -> Array | None:
+        """The plain sigmoid loss (no ``pos_weight``, smoothing or weights),
+        reduced, without the general front end; ``None`` to take the general
+        path. Same contract as :meth:`fused_sparse`."""
+        return None
+
     def compiled(self, fn: Any, *args: Array, **options: Any) -> Array | None:
         """``fn(*args, **options)`` as one compiled program, where this framework
         would otherwise run it op by op, or ``None`` (run it as it is).

@@ -34,6 +34,32 @@ _SUM_CHECK_MIN = 1 << 16
 _FUSED_REDUCTIONS = ("none", "sum")
 
 
+def _up(x: Array) -> Array:
+    """Half types in float32: computed there and rounded once, as everywhere in
+    xent (torch's own bfloat16 cross-entropy rounds log_softmax to bfloat16
+    before the gather: measured up to 7.5 ulp off, against 0.5 ulp)."""
+    return x.float() if x.dtype in _HALF else x
+
+
+def _fusable(logits: Array, reduction: str, axis: int | None = None) -> bool:
+    """The envelope shared by the fast paths: a plain CPU tensor of a floating
+    dtype, eagerly, a known reduction (a mean over at least one entry) and,
+    for the softmax losses, the class axis where torch's kernels want it."""
+    return (
+        type(logits) is torch.Tensor
+        and logits.dtype in _FUSED_DTYPES
+        and logits.is_cpu
+        and (reduction in _FUSED_REDUCTIONS or (reduction == "mean" and logits.numel() > 0))
+        and (
+            axis is None
+            or (type(axis) is int and axis in (1, -1) and logits.ndim == 2 and logits.shape[1] > 0)
+            or (axis == 1 and logits.ndim > 2 and logits.shape[1] > 0)
+        )
+        and not torch.compiler.is_compiling()
+        and not _is_batched(logits)
+    )
+
+
 def _is_batched(x: Array) -> bool:
     """A torch.func (vmap/grad) wrapped or vmap-batched tensor: its values cannot
     be read, and in-place ops on it may not mix batched and unbatched operands."""
@@ -278,36 +304,55 @@ class TorchBackend(Backend):
         # F.cross_entropy is the whole loss, reduction included, on the CPU in
         # eager mode: its kernel raises for an out-of-range label (we then take
         # the general path, which names the bad labels), so no host check is
-        # needed. Half types are upcast first: torch's own bfloat16 kernel rounds
-        # log_softmax to bfloat16 before the gather (measured: up to 7.5 ulp off,
-        # against 0.5 ulp computed in float32). Not taken: a mean
-        # with ignore_index (torch gives NaN when every entry is ignored, xent 0)
-        # or over no entries, accelerators (a device assert, not NaN) and
-        # torch.compile (out-of-range labels must give NaN there).
+        # needed. Not taken: a mean with ignore_index (torch gives NaN when
+        # every entry is ignored, xent 0), accelerators (a device assert, not
+        # NaN) and torch.compile (out-of-range labels must give NaN there).
         if (
             type(labels) is not torch.Tensor
             or labels.dtype != torch.int64
-            or logits.dtype not in _FUSED_DTYPES
-            or type(axis) is not int
-            or not (axis == 1 or (axis == -1 and logits.ndim == 2))
-            or not logits.is_cpu
-            or torch.compiler.is_compiling()
+            or not _fusable(logits, reduction, axis)
         ):
             return None
         if ignore_index is None:
             ignore_index = _NO_IGNORE
         elif type(ignore_index) is not int or reduction == "mean":
             return None
-        if reduction not in _FUSED_REDUCTIONS and not (reduction == "mean" and labels.numel()):
-            return None
-        dtype = logits.dtype
-        if dtype in _HALF:  # computed in float32 and rounded once, as everywhere in xent
-            logits = logits.float()
         try:  # (positional: F.cross_entropy's keyword parsing is a measurable part of a small call)
-            loss = F.cross_entropy(logits, labels, None, None, ignore_index, None, reduction)
+            loss = F.cross_entropy(_up(logits), labels, None, None, ignore_index, None, reduction)
         except (IndexError, RuntimeError, ValueError):
             return None
-        return loss if dtype is logits.dtype else loss.to(dtype)
+        return loss.to(logits.dtype)
+
+    def fused_dense(self, logits: Array, labels: Array, axis: int, reduction: str) -> Array | None:
+        # F.cross_entropy with probability targets, reduction included, unless
+        # its result has a NaN (a zero label under a -inf logit, where xent's
+        # loss is finite; or NaN inputs, which the general path gives again).
+        if (
+            type(labels) is not torch.Tensor
+            or labels.dtype != logits.dtype
+            or labels.shape != logits.shape
+            or not _fusable(logits, reduction, axis)
+        ):
+            return None
+        try:
+            loss = F.cross_entropy(_up(logits), _up(labels), None, None, -100, None, reduction)
+        except (RuntimeError, ValueError):
+            return None
+        return None if bool(loss.isnan().any()) else loss.to(logits.dtype)
+
+    def fused_sigmoid(self, logits: Array, labels: Array, reduction: str) -> Array | None:
+        # The general path's own node (_BinaryNLL), without the front end.
+        if (
+            type(labels) is not torch.Tensor
+            or labels.dtype != logits.dtype
+            or labels.shape != logits.shape
+            or not _fusable(logits, reduction)
+        ):
+            return None
+        loss = _BinaryNLL.apply(_up(logits), _up(labels), None)
+        if reduction != "none":
+            loss = loss.sum() if reduction == "sum" else loss.mean()
+        return loss.to(logits.dtype)
 
     def linear_cross_entropy_chunks(self, *args: Any) -> Array:
         from .torch_linear import linear_cross_entropy_chunks  # the chunked LM-head loss, lazily

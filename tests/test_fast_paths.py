@@ -95,6 +95,53 @@ def test_torch_all_ignored_mean_is_zero_with_zero_gradient():
     assert out.item() == 0.0 and not z.grad.abs().sum().item()
 
 
+SOFT = rng.random((24, 7)).astype(np.float32)
+BIN = rng.random((24, 7)).astype(np.float32)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16", "float16"])
+def test_torch_fused_dense_and_sigmoid_match_reference(dtype, reduction):
+    torch = _torch()
+    be = xent.get_backend("torch")
+    t = getattr(torch, dtype)
+    z, soft, binary = (torch.from_numpy(a).to(t) for a in (Z, SOFT, BIN))
+    zr, sr, br = (a.double().numpy() for a in (z, soft, binary))
+    reduced = 1 if reduction == "none" else 24
+    dense = be.fused_dense(z, soft, -1, reduction)
+    assert dense is not None and dense.dtype == t
+    assert_close(dense, ref.dense(zr, sr, reduction=reduction), num_classes=7, reduced=reduced)
+    sig = be.fused_sigmoid(z, binary, reduction)
+    assert sig is not None and sig.dtype == t
+    assert_close(sig, ref.sigmoid(zr, br, reduction=reduction), reduced=reduced * 7)
+
+
+def test_torch_fused_dense_and_sigmoid_envelope():
+    torch = _torch()
+    be = xent.get_backend("torch")
+    z, soft = torch.from_numpy(Z), torch.from_numpy(SOFT)
+    assert be.fused_dense(z, soft, 1, "mean") is not None
+    # torch's kernel gives NaN for a zero label under a -inf logit; xent's loss
+    # is finite there, so that result is declined and the general path runs:
+    z_inf, y0 = z.clone(), soft.clone()
+    z_inf[0, 2], y0[0, 2] = -np.inf, 0.0
+    assert be.fused_dense(z_inf, y0, -1, "sum") is None
+    assert np.isfinite(xent.softmax_cross_entropy(z_inf, y0, reduction="sum").item())
+    for args in [(z, soft.double(), -1, "none"),  # labels of another dtype
+                 (z, soft[:, :3], -1, "none"),  # shape mismatch: the general path raises
+                 (z, soft, 0, "none"),  # class axis first
+                 (z[:0], soft[:0], -1, "mean"),  # empty mean is 0, torch's NaN
+                 (z[:, :0], soft[:, :0], -1, "none"),  # no classes: the general path raises
+                 (z, soft, -1, "average")]:
+        assert be.fused_dense(*args) is None, args[2:]
+    assert be.fused_sigmoid(z, soft, "mean") is not None
+    for args in [(z, soft.double(), "none"), (z, soft[:3], "none"), (z[:0], soft[:0], "mean"),
+                 (z, soft.numpy(), "none")]:
+        assert be.fused_sigmoid(*args) is None
+    with pytest.raises(ValueError, match="labels must have the same shape"):
+        xent.softmax_cross_entropy(z, soft[:, :3])
+
+
 # The sigmoid loss on torch is one autograd node with closed-form derivatives
 # (backends/torch_backend.py, _BinaryNLL), in three variants: eager, under
 # torch.compile, under torch.func transforms.

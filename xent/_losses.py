@@ -60,6 +60,10 @@ def softmax_cross_entropy(
     >>> xent.softmax_cross_entropy(logits, labels).round(5)
     array([1.41437, 1.66425], dtype=float32)
     """
+    if not label_smoothing and weights is None:
+        fused = fe.fused("fused_dense", logits, labels, axis, reduction)
+        if fused is not None:
+            return fused
     out = fe.compiled(
         softmax_cross_entropy, logits, labels, axis=axis, label_smoothing=label_smoothing,
         weights=weights, reduction=reduction,
@@ -138,8 +142,7 @@ def sparse_softmax_cross_entropy(
     """
     if not (label_smoothing or z_loss) and class_weights is weights is logit_softcap is None:
         # Fast path: one native call where its semantics are exactly ours (torch, TF).
-        be = fe.backend_for(logits)
-        fused = None if be is None else be.fused_sparse(logits, labels, axis, reduction, ignore_index)
+        fused = fe.fused("fused_sparse", logits, labels, axis, reduction, ignore_index)
         if fused is not None:
             return fused
     # Or the whole loss as one compiled program (JAX).
@@ -217,6 +220,10 @@ def sigmoid_cross_entropy(
     >>> xent.sigmoid_cross_entropy(np.array([12.0, 3.0, -np.inf]), np.array([1.0, 0.0, 0.0]))
     array([6.14419348e-06, 3.04858735e+00, 0.00000000e+00])
     """
+    if not label_smoothing and pos_weight is weights is None:
+        fused = fe.fused("fused_sigmoid", logits, labels, reduction)
+        if fused is not None:
+            return fused
     out = fe.compiled(
         sigmoid_cross_entropy, logits, labels, pos_weight=pos_weight,
         label_smoothing=label_smoothing, weights=weights, reduction=reduction,
