@@ -31,6 +31,9 @@ _FUSED_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.bf
 _HALF = (torch.float16, torch.bfloat16)
 #: from this many logits on, one sum (a host sync) is cheaper than a mask pass.
 _SUM_CHECK_MIN = 1 << 16
+#: from this many logits on, the sparse fast path works in cache-sized chunks
+#: instead of one F.cross_entropy call (which is fewer ops below).
+_CHUNKED_MIN = 1 << 16
 _FUSED_REDUCTIONS = ("none", "sum")
 
 
@@ -39,6 +42,11 @@ def _up(x: Array) -> Array:
     xent (torch's own bfloat16 cross-entropy rounds log_softmax to bfloat16
     before the gather: measured up to 7.5 ulp off, against 0.5 ulp)."""
     return x.float() if x.dtype in _HALF else x
+
+
+def _down(x: Array, dtype: torch.dtype) -> Array:
+    """``x`` in ``dtype`` (a ``.to`` that is a no-op still costs a microsecond)."""
+    return x if x.dtype is dtype else x.to(dtype)
 
 
 def _fusable(logits: Array, reduction: str, axis: int | None = None) -> bool:
@@ -56,7 +64,7 @@ def _fusable(logits: Array, reduction: str, axis: int | None = None) -> bool:
             or (axis == 1 and logits.ndim > 2 and logits.shape[1] > 0)
         )
         and not torch.compiler.is_compiling()
-        and not _is_batched(logits)
+        and not torch._C._are_functorch_transforms_active()
     )
 
 
@@ -304,24 +312,53 @@ class TorchBackend(Backend):
         # F.cross_entropy is the whole loss, reduction included, on the CPU in
         # eager mode: its kernel raises for an out-of-range label (we then take
         # the general path, which names the bad labels), so no host check is
-        # needed. Not taken: a mean with ignore_index (torch gives NaN when
-        # every entry is ignored, xent 0), accelerators (a device assert, not
-        # NaN) and torch.compile (out-of-range labels must give NaN there).
+        # needed. Large logits take the chunked kernel instead. Not taken: a
+        # small mean with ignore_index (torch gives NaN when every entry is
+        # ignored, xent 0), accelerators (a device assert, not NaN) and
+        # torch.compile (out-of-range labels must give NaN there).
         if (
             type(labels) is not torch.Tensor
             or labels.dtype != torch.int64
             or not _fusable(logits, reduction, axis)
+            or (ignore_index is not None and type(ignore_index) is not int)
         ):
             return None
+        if logits.ndim == 2 and logits.numel() >= _CHUNKED_MIN:
+            return self._chunked_sparse(logits, labels, reduction, ignore_index)
         if ignore_index is None:
             ignore_index = _NO_IGNORE
-        elif type(ignore_index) is not int or reduction == "mean":
+        elif reduction == "mean":
             return None
         try:  # (positional: F.cross_entropy's keyword parsing is a measurable part of a small call)
             loss = F.cross_entropy(_up(logits), labels, None, None, ignore_index, None, reduction)
         except (IndexError, RuntimeError, ValueError):
             return None
-        return loss.to(logits.dtype)
+        return _down(loss, logits.dtype)
+
+    def _chunked_sparse(
+        self, logits: Array, labels: Array, reduction: str, ignore_index: int | None
+    ) -> Array | None:
+        # Large logits: computed chunk by chunk in cache (torch_linear.
+        # _ChunkedSparseNLL), half types in float32 rather than upcast whole;
+        # out-of-range labels are found here (one host reduction) and left to
+        # the general path.
+        from .torch_linear import chunked_sparse_nll
+
+        bad = (labels < 0) | (labels >= logits.shape[1])
+        keep = None if ignore_index is None else labels != ignore_index
+        if keep is not None:
+            bad &= keep
+        if bool(bad.any()):
+            return None
+        kept = labels.shape[0] if keep is None else int(keep.sum())
+        if kept == labels.shape[0]:
+            keep = None
+        loss = chunked_sparse_nll(logits, labels if keep is None else labels.masked_fill(~keep, 0), keep)
+        if reduction == "sum":
+            loss = loss.sum()
+        elif reduction == "mean":  # Σ loss / (entries kept); 0 when none is
+            loss = loss.sum() / max(kept, 1)
+        return _down(loss, logits.dtype)
 
     def fused_dense(self, logits: Array, labels: Array, axis: int, reduction: str) -> Array | None:
         # F.cross_entropy with probability targets, reduction included, unless
@@ -338,7 +375,7 @@ class TorchBackend(Backend):
             loss = F.cross_entropy(_up(logits), _up(labels), None, None, -100, None, reduction)
         except (RuntimeError, ValueError):
             return None
-        return None if bool(loss.isnan().any()) else loss.to(logits.dtype)
+        return None if bool(loss.isnan().any()) else _down(loss, logits.dtype)
 
     def fused_sigmoid(self, logits: Array, labels: Array, reduction: str) -> Array | None:
         # The general path's own node (_BinaryNLL), without the front end.
@@ -352,7 +389,7 @@ class TorchBackend(Backend):
         loss = _BinaryNLL.apply(_up(logits), _up(labels), None)
         if reduction != "none":
             loss = loss.sum() if reduction == "sum" else loss.mean()
-        return loss.to(logits.dtype)
+        return _down(loss, logits.dtype)
 
     def linear_cross_entropy_chunks(self, *args: Any) -> Array:
         from .torch_linear import linear_cross_entropy_chunks  # the chunked LM-head loss, lazily

@@ -208,3 +208,82 @@ def linear_cross_entropy_chunks(be: Backend, h: Array, W: Array, b: Array | None
                                 cw: Array | None, plan: Plan) -> Array:
     """Per-token loss ``[N]`` (compute dtype) of ``h [N, H]`` against ``W [V, H]``."""
     return _LinearCrossEntropy.apply(h, W, b, y.long(), cw, be, plan)
+
+
+#: values per chunk of :class:`_ChunkedSparseNLL` (4 MiB of float32: cache-sized).
+_CHUNK_ELEMENTS = 1 << 20
+
+
+def _chunk_shifted(z: Array, start: int, stop: int, m: Array | None, compute: torch.dtype,
+                   bufs: _Buffers) -> tuple[Array, Array]:
+    """``(z[start:stop] - m, m)`` in the compute dtype, in the reused buffer
+    (``m`` the row max ``[rows, 1]``, computed when None); ``z`` is not touched."""
+    d = bufs.get("z", stop - start, compute).copy_(z[start:stop])
+    if m is None:
+        m = d.amax(1, keepdim=True)
+    return d.sub_(m), m
+
+
+class _ChunkedSparseNLL(torch.autograd.Function):
+    """``-log_softmax(z)[y]`` per row for logits ``[N, C]`` on the CPU, chunk
+    by chunk: the same work as the linear loss's chunks without the GEMMs.
+
+    Each chunk of rows is copied (upcast, for half inputs) into one reused
+    compute-dtype buffer that stays in cache, and reduced there:
+    ``log Σ exp(z - m) - (z_y - m)``, the general path's formula; only ``m`` and
+    ``Σ exp`` per row are kept. The backward pass recomputes ``exp(z - m)`` per
+    chunk, forms ``g·(softmax - onehot(y))`` in the compute dtype and rounds it
+    once into the gradient. Peak memory beyond the inputs is that gradient and
+    one chunk; ``F.cross_entropy`` keeps a logits-sized ``log_softmax`` (and,
+    for half inputs upcast first as xent must, a float32 copy too), each a
+    fresh allocation whose page faults cost more than a pass over it.
+    Rows whose ``keep`` is False (``ignore_index``) get loss 0 and gradient 0;
+    ``y`` must be in ``[0, C)`` everywhere, which the caller makes sure of.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Array, y: Array, keep: Array | None) -> Array:  # type: ignore[override]
+        n, c = z.shape
+        compute = torch.float64 if z.dtype == torch.float64 else torch.float32
+        chunk = max(1, _CHUNK_ELEMENTS // max(c, 1))
+        bufs = _Buffers(min(chunk, n), c, z.device, True)
+        loss = torch.empty(n, dtype=compute, device=z.device)
+        m_all = torch.empty(n, dtype=compute, device=z.device)
+        sumexp_all = torch.empty(n, dtype=compute, device=z.device)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            d, m = _chunk_shifted(z, start, stop, None, compute, bufs)
+            picked = d.gather(1, y[start:stop, None])[:, 0]
+            sumexp = d.exp_().sum(1)
+            torch.sub(sumexp.log(), picked, out=loss[start:stop])
+            m_all[start:stop], sumexp_all[start:stop] = m[:, 0], sumexp
+        if keep is not None:
+            loss = loss.masked_fill_(~keep, 0.0)
+        ctx.save_for_backward(z, y, keep, m_all, sumexp_all)
+        ctx.chunk = chunk
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, go: Array) -> tuple[Array | None, ...]:  # type: ignore[override]
+        z, y, keep, m_all, sumexp_all = ctx.saved_tensors
+        n, c = z.shape
+        chunk = ctx.chunk
+        if keep is not None:
+            go = torch.where(keep, go, 0.0)
+        go = go.to(m_all.dtype)
+        bufs = _Buffers(min(chunk, n), c, z.device, True)
+        dz = torch.empty_like(z)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            d, _ = _chunk_shifted(z, start, stop, m_all[start:stop, None], m_all.dtype, bufs)
+            gc = go[start:stop]
+            g = d.exp_().mul_((gc / sumexp_all[start:stop])[:, None])  # g·softmax
+            g.scatter_add_(1, y[start:stop, None], -gc[:, None])
+            dz[start:stop].copy_(g)
+        return dz, None, None
+
+
+def chunked_sparse_nll(z: Array, y: Array, keep: Array | None) -> Array:
+    """Per-row loss (compute dtype) of ``z [N, C]`` and in-range int64 ``y [N]``
+    (rows where ``keep`` is False: 0); see :class:`_ChunkedSparseNLL`."""
+    return _ChunkedSparseNLL.apply(z, y, keep)

@@ -95,6 +95,63 @@ def test_torch_all_ignored_mean_is_zero_with_zero_gradient():
     assert out.item() == 0.0 and not z.grad.abs().sum().item()
 
 
+@pytest.mark.parametrize("chunk_rows", [None, 64])
+@pytest.mark.parametrize("reduction, ignore", [("none", None), ("sum", -100), ("mean", None), ("none", 3),
+                                               ("mean", -100)])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32", "float64"])
+def test_torch_large_sparse_is_chunked(monkeypatch, dtype, reduction, ignore, chunk_rows):
+    # Large logits take the chunked path (torch_linear._ChunkedSparseNLL), half
+    # types in float32: values rounded once, gradients against float64.
+    torch = _torch()
+    from xent.backends import torch_linear
+
+    if chunk_rows:  # several chunks, the last one short
+        monkeypatch.setattr(torch_linear, "_CHUNK_ELEMENTS", chunk_rows * 256)
+    calls, kernel = [], torch_linear.chunked_sparse_nll
+    monkeypatch.setattr(torch_linear, "chunked_sparse_nll",
+                        lambda *a: calls.append(1) or kernel(*a))
+    r = np.random.default_rng(11)
+    t = getattr(torch, dtype)
+    z = torch.from_numpy(r.standard_normal((300, 256)) * 3).to(t).requires_grad_(True)
+    y = r.integers(0, 256, 300)
+    if ignore is not None:
+        y[::7] = ignore
+    zr = z.detach().double().numpy()
+    out = xent.sparse_softmax_cross_entropy(z, torch.from_numpy(y), ignore_index=ignore, reduction=reduction)
+    assert out.dtype == t
+    want = ref.sparse(zr, y, ignore_index=ignore, reduction=reduction)
+    assert calls == [1]
+    assert_close(out, want, num_classes=256, reduced=1 if reduction == "none" else 300)
+    if reduction == "none":
+        got = out.detach().double().numpy()
+        assert not got[y == ignore].any()
+        if dtype in ("bfloat16", "float16"):
+            unit = 1.0 if dtype == "bfloat16" else 2.0**-3  # float16 has 3 more bits
+            assert _bf16_ulps(got[y != ignore], want[y != ignore]) <= 0.5 * unit + 1e-4
+    (out.sum() if reduction == "none" else out).backward()
+    grad_want = ref.sparse_grad(zr, y, ignore_index=ignore, reduction="sum" if reduction == "none" else reduction)
+    assert_close(z.grad, grad_want, num_classes=256)
+    if ignore is not None:
+        assert not z.grad[torch.from_numpy(y == ignore)].float().abs().sum().item()
+
+
+def test_torch_large_sparse_all_ignored_mean_is_zero_with_zero_gradient():
+    torch = _torch()
+    z = torch.randn(300, 256, requires_grad=True)
+    out = xent.sparse_softmax_cross_entropy(z, torch.full((300,), -100), ignore_index=-100, reduction="mean")
+    out.backward()
+    assert out.item() == 0.0 and not z.grad.abs().sum().item()
+
+
+def test_torch_large_sparse_bad_labels_raise():
+    torch = _torch()
+    z = torch.zeros(300, 256, dtype=torch.bfloat16)
+    y = torch.zeros(300, dtype=torch.int64)
+    y[5] = 256
+    with pytest.raises(ValueError, match="out-of-range label values: 256"):
+        xent.sparse_softmax_cross_entropy(z, y, ignore_index=-100, reduction="sum")
+
+
 SOFT = rng.random((24, 7)).astype(np.float32)
 BIN = rng.random((24, 7)).astype(np.float32)
 
