@@ -337,6 +337,8 @@ class TorchBackend(Backend):
         ):
             return None
         if logits.ndim == 2 and logits.numel() >= _CHUNKED_MIN:
+            if labels.shape != logits.shape[:1] or not labels.is_cpu:
+                return None  # (the general path names the mismatch)
             return self._chunked_sparse(logits, labels, reduction, ignore_index)
         if ignore_index is None:
             ignore_index = _NO_IGNORE

@@ -143,6 +143,16 @@ def test_torch_large_sparse_all_ignored_mean_is_zero_with_zero_gradient():
     assert out.item() == 0.0 and not z.grad.abs().sum().item()
 
 
+@pytest.mark.parametrize("shape", [(400,), (200,), (300, 1)])
+def test_torch_large_sparse_label_shape_mismatch_raises(shape):
+    # The chunked kernel slices labels by row: a wrong shape must reach the
+    # general path's error, never a loss over the first rows.
+    torch = _torch()
+    z = torch.zeros(300, 256)
+    with pytest.raises(ValueError, match="labels.shape must be logits.shape without the class axis"):
+        xent.sparse_softmax_cross_entropy(z, torch.zeros(shape, dtype=torch.int64), reduction="mean")
+
+
 def test_torch_large_sparse_bad_labels_raise():
     torch = _torch()
     z = torch.zeros(300, 256, dtype=torch.bfloat16)
