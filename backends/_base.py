@@ -38,6 +38,20 @@ def labels_in_range(values: Any, num: int) -> bool:
     return bool(values.max() < num)
 
 
+def labels_out_of_range(values: Any, num: int, ignore_index: int | None) -> Any:
+    """Where the NumPy array ``values`` is neither in ``[0, num)`` nor ``ignore_index``."""
+    bad = (values < 0) | (values >= num)
+    if ignore_index is not None:
+        bad &= values != ignore_index
+    return bad
+
+
+def labels_valid(values: Any, num: int, ignore_index: int | None) -> bool:
+    """Whether every integer in ``values`` is in ``[0, num)`` or ``ignore_index``
+    (one reduction when all are in range, the usual case)."""
+    return labels_in_range(values, num) or not labels_out_of_range(values, num, ignore_index).any()
+
+
 class Backend:
     """Base class of every backend: the primitives the losses are built from.
 

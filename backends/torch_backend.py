@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._base import Array, Backend
+from ._base import Array, Backend, labels_valid
 
 _DTYPES = {
     "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -69,6 +69,12 @@ def _fusable(logits: Array, reduction: str, axis: int | None = None) -> bool:
     )
 
 
+def _like(labels: Any, logits: Array) -> bool:
+    """Real-valued labels the fast paths take as they are: a plain tensor of
+    the logits' dtype and shape (anything else goes through the front end)."""
+    return type(labels) is torch.Tensor and labels.dtype == logits.dtype and labels.shape == logits.shape
+
+
 def _is_batched(x: Array) -> bool:
     """A torch.func (vmap/grad) wrapped or vmap-batched tensor: its values cannot
     be read, and in-place ops on it may not mix batched and unbatched operands."""
@@ -94,7 +100,9 @@ def _inplace(*tensors: Array | None) -> bool:
 
 
 def _softplus_neg(z: Array) -> Array:
-    """``softplus(-z) = -log_sigmoid(z)``, exact everywhere (see ``TorchBackend.softplus``)."""
+    """``softplus(-z) = -log_sigmoid(z)``, exact everywhere. (F.softplus returns
+    its input itself above its threshold, 20: off by up to 2e-9, more than an
+    ulp in float64.)"""
     return F.logsigmoid(z).neg_() if _inplace(z) else -F.logsigmoid(z)
 
 
@@ -119,17 +127,16 @@ class _BinaryNLL(torch.autograd.Function):
     @staticmethod
     def value(z: Array, y: Array, pw: Array | None) -> Array:
         inplace = _inplace(z, y, pw)
-        if inplace:  # (each fresh logits-sized buffer costs more than a pass over one)
-            a = z.abs().neg_().exp_().log1p_()
-            step = torch.ge(z, 0, out=torch.empty_like(z))
-        else:
-            a = torch.log1p(torch.exp(-z.abs()))
-            step = (z >= 0).to(z.dtype)
-        if pw is None:
-            c = step.sub_(y) if inplace else step - y
+        # (eagerly in place: each fresh logits-sized buffer costs more than a pass over one)
+        a = z.abs().neg_().exp_().log1p_() if inplace else torch.log1p(torch.exp(-z.abs()))
+        if pw is None:  # c = step(z) - y
+            if inplace:
+                c = torch.ge(z, 0, out=torch.empty_like(z)).sub_(y)
+            else:
+                c = (z >= 0).to(z.dtype) - y
         else:
             q = y * pw
-            c = torch.where(step != 0, 1.0 - y, -q)
+            c = torch.where(z >= 0, 1.0 - y, -q)
             a = a * (q + (1.0 - y))
         # 0·inf can only arise at an infinite logit: where one sum over (many)
         # logits can be read and is finite, the mask is not needed.
@@ -164,10 +171,11 @@ class _BinaryNLL(torch.autograd.Function):
             else:
                 q = y * pw
                 dz = s * (q + (1.0 - y)) - q
+        sp_neg = _softplus_neg(z) if pw is not None and (need[1] or need[2]) else None
         if need[1]:
-            dy = -z if pw is None else pw * _softplus_neg(z) - _softplus_neg(-z)
+            dy = -z if pw is None else pw * sp_neg - _softplus_neg(-z)
         if need[2]:
-            dp = y * _softplus_neg(z)
+            dp = y * sp_neg
         return [dz, dy, dp]
 
     @staticmethod
@@ -269,9 +277,7 @@ class TorchBackend(Backend):
         return table[index]
 
     def softplus(self, x: Array) -> Array:
-        # F.softplus returns x itself above its threshold (20): off by up to
-        # 2e-9, more than an ulp in float64. -logsigmoid(-x) is exact.
-        return -F.logsigmoid(-x)
+        return _softplus_neg(-x)
 
     def log_softmax(self, z: Array, axis: int) -> Array:
         return F.log_softmax(z, dim=axis)
@@ -355,16 +361,13 @@ class TorchBackend(Backend):
     ) -> Array | None:
         # Large logits: computed chunk by chunk in cache (torch_linear.
         # _ChunkedSparseNLL), half types in float32 rather than upcast whole;
-        # out-of-range labels are found here (one host reduction) and left to
-        # the general path.
+        # out-of-range labels are found on the host (one reduction) and left
+        # to the general path.
         from .torch_linear import chunked_sparse_nll
 
-        bad = (labels < 0) | (labels >= logits.shape[1])
-        keep = None if ignore_index is None else labels != ignore_index
-        if keep is not None:
-            bad &= keep
-        if bool(bad.any()):
+        if not labels_valid(labels.numpy(), logits.shape[1], ignore_index):
             return None
+        keep = None if ignore_index is None else labels != ignore_index
         kept = labels.shape[0] if keep is None else int(keep.sum())
         if kept == labels.shape[0]:
             keep = None
@@ -379,12 +382,7 @@ class TorchBackend(Backend):
         # F.cross_entropy with probability targets, reduction included, unless
         # its result has a NaN (a zero label under a -inf logit, where xent's
         # loss is finite; or NaN inputs, which the general path gives again).
-        if (
-            type(labels) is not torch.Tensor
-            or labels.dtype != logits.dtype
-            or labels.shape != logits.shape
-            or not _fusable(logits, reduction, axis)
-        ):
+        if not (_like(labels, logits) and _fusable(logits, reduction, axis)):
             return None
         try:
             loss = F.cross_entropy(_up(logits), _up(labels), None, None, -100, None, reduction)
@@ -394,12 +392,7 @@ class TorchBackend(Backend):
 
     def fused_sigmoid(self, logits: Array, labels: Array, reduction: str) -> Array | None:
         # The general path's own node (_BinaryNLL), without the front end.
-        if (
-            type(labels) is not torch.Tensor
-            or labels.dtype != logits.dtype
-            or labels.shape != logits.shape
-            or not _fusable(logits, reduction)
-        ):
+        if not (_like(labels, logits) and _fusable(logits, reduction)):
             return None
         loss = _BinaryNLL.apply(_up(logits), _up(labels), None)
         if reduction != "none":

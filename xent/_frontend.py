@@ -16,7 +16,9 @@ import numpy as np
 
 from xent._registry import backend_for
 from xent.backends import Backend
-from xent.backends._base import FLOAT_DTYPES, HALF_DTYPES, INT_DTYPES, labels_in_range
+from xent.backends._base import (
+    FLOAT_DTYPES, HALF_DTYPES, INT_DTYPES, labels_in_range, labels_out_of_range, labels_valid,
+)
 
 Reduction = Literal["none", "sum", "mean"]
 REDUCTIONS = ("none", "sum", "mean")
@@ -125,7 +127,7 @@ def _ids_valid_or_unseen(be: Backend, logits: Any, labels: Any, axis: Any, ignor
         return False
     if values.dtype.kind not in "iu" or not num:
         return False
-    return labels_in_range(values, num) or not _out_of_range(values, num, ignore_index).any()
+    return labels_valid(values, num, ignore_index)
 
 
 def _same_framework(p: Predictions, x: Any, name: str) -> Array:
@@ -328,9 +330,10 @@ class SparseLabels:
     """Integer labels made safe to gather with.
 
     ``safe`` holds every label in ``[0, C)`` (ignored and out-of-range entries
-    clipped into it: their losses are masked afterwards); ``keep`` marks entries that are not ``ignore_index`` (None if
-    there is no ignore_index); ``bad`` marks out-of-range entries that could not
-    be checked eagerly (None where they were checked, or cannot occur).
+    clipped into it: their losses are masked afterwards); ``keep`` marks
+    entries that are not ``ignore_index`` (None if there is no ignore_index);
+    ``bad`` marks out-of-range entries that could not be checked eagerly (None
+    where they were checked, or cannot occur).
     """
 
     safe: Array
@@ -338,16 +341,8 @@ class SparseLabels:
     bad: Array | None
 
 
-def _out_of_range(values: np.ndarray, num: int, ignore_index: int | None) -> np.ndarray:
-    """Where host label ``values`` are neither in ``[0, num)`` nor ``ignore_index``."""
-    bad = (values < 0) | (values >= num)
-    if ignore_index is not None:
-        bad &= values != ignore_index
-    return bad
-
-
 def _raise_out_of_range(values: np.ndarray, num: int, ignore_index: int | None) -> None:
-    bad = _out_of_range(values, num, ignore_index)
+    bad = labels_out_of_range(values, num, ignore_index)
     if bad.any():
         shown = np.unique(values[bad])
         listed = ", ".join(str(v) for v in shown[:10]) + (", ..." if shown.size > 10 else "")
