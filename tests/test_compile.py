@@ -75,6 +75,43 @@ def test_compiled_dense_minus_inf_logits(autodiff_fw):  # type: ignore[no-untype
     np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_jax_dense_forward_mode_and_second_order(monkeypatch, masked):
+    # JAX's dense loss has hand-written derivatives (a custom_jvp around a
+    # lax.cond that takes the guarded formula when a row is NaN): forward
+    # mode, reverse mode and the Hessian against float64 formulas, with and
+    # without a zero label under a -inf logit (which takes the cond's branch).
+    jax = pytest.importorskip("jax")
+    from xent.backends import jax_backend
+
+    monkeypatch.setattr(jax_backend, "_SOFT_NLL_MIN", 0)  # (it starts at 2^20 logits)
+    z, y = Z.astype(np.float64), SOFT.astype(np.float64)
+    finite_z = z.copy()
+    if masked:
+        z[0, 1], y[0, 1] = -np.inf, 0.0
+        finite_z[0, 1] = -1e30  # the same loss and derivatives with a finite logit
+    total = jax.jit(lambda a, b: xent.softmax_cross_entropy(a, b, reduction="sum"))
+    za, ya = jax.numpy.asarray(z, np.float32), jax.numpy.asarray(y, np.float32)
+    np.testing.assert_allclose(float(total(za, ya)), ref.dense(finite_z, y, reduction="sum"), rtol=1e-6)
+    gz, gy = ref.dense_grads(finite_z, y)
+    if masked:  # d/dy at the masked class is log Σ exp(z - m) (docs/semantics.md)
+        row = finite_z[0] - finite_z[0].max()
+        gy[0, 1] = np.log(np.exp(row).sum())
+    tz, ty = rng.normal(size=z.shape), rng.normal(size=z.shape)
+    value, tangent = jax.jvp(total, (za, ya), (jax.numpy.asarray(tz, np.float32), jax.numpy.asarray(ty, np.float32)))
+    np.testing.assert_allclose(float(tangent), (gz * tz).sum() + (gy * ty).sum(), rtol=1e-5)
+    got_z, got_y = jax.jit(jax.grad(total, argnums=(0, 1)))(za, ya)
+    np.testing.assert_allclose(np.asarray(got_z), gz, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(got_y), gy, rtol=1e-5, atol=1e-6)
+    hess = np.asarray(jax.jit(jax.hessian(total))(za, ya))
+    p = np.exp(finite_z - finite_z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    want = np.zeros(z.shape * 2)
+    for i in range(z.shape[0]):  # Σy·(diag(p) - p pᵀ) within each row
+        want[i, :, i, :] = y[i].sum() * (np.diag(p[i]) - np.outer(p[i], p[i]))
+    np.testing.assert_allclose(hess, want, rtol=1e-4, atol=1e-6)
+
+
 def test_compiled_gradient(autodiff_fw):  # type: ignore[no-untyped-def]
     fw = autodiff_fw
     loss = lambda z, y: xent.sparse_softmax_cross_entropy(z, y, label_smoothing=0.1, reduction="mean")  # noqa: E731

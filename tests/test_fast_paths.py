@@ -95,11 +95,20 @@ def test_torch_all_ignored_mean_is_zero_with_zero_gradient():
     assert out.item() == 0.0 and not z.grad.abs().sum().item()
 
 
+@pytest.fixture
+def chunked(monkeypatch):
+    """The chunked torch sparse path for test-sized logits (it starts at 2^23)."""
+    _torch()
+    from xent.backends import torch_backend
+
+    monkeypatch.setattr(torch_backend, "_CHUNKED_MIN", 1 << 16)
+
+
 @pytest.mark.parametrize("chunk_rows", [None, 64])
 @pytest.mark.parametrize("reduction, ignore", [("none", None), ("sum", -100), ("mean", None), ("none", 3),
                                                ("mean", -100)])
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32", "float64"])
-def test_torch_large_sparse_is_chunked(monkeypatch, dtype, reduction, ignore, chunk_rows):
+def test_torch_large_sparse_is_chunked(monkeypatch, chunked, dtype, reduction, ignore, chunk_rows):
     # Large logits take the chunked path (torch_linear._ChunkedSparseNLL), half
     # types in float32: values rounded once, gradients against float64.
     torch = _torch()
@@ -135,7 +144,7 @@ def test_torch_large_sparse_is_chunked(monkeypatch, dtype, reduction, ignore, ch
         assert not z.grad[torch.from_numpy(y == ignore)].float().abs().sum().item()
 
 
-def test_torch_large_sparse_all_ignored_mean_is_zero_with_zero_gradient():
+def test_torch_large_sparse_all_ignored_mean_is_zero_with_zero_gradient(chunked):
     torch = _torch()
     z = torch.randn(300, 256, requires_grad=True)
     out = xent.sparse_softmax_cross_entropy(z, torch.full((300,), -100), ignore_index=-100, reduction="mean")
@@ -144,7 +153,7 @@ def test_torch_large_sparse_all_ignored_mean_is_zero_with_zero_gradient():
 
 
 @pytest.mark.parametrize("shape", [(400,), (200,), (300, 1)])
-def test_torch_large_sparse_label_shape_mismatch_raises(shape):
+def test_torch_large_sparse_label_shape_mismatch_raises(chunked, shape):
     # The chunked kernel slices labels by row: a wrong shape must reach the
     # general path's error, never a loss over the first rows.
     torch = _torch()
@@ -153,7 +162,7 @@ def test_torch_large_sparse_label_shape_mismatch_raises(shape):
         xent.sparse_softmax_cross_entropy(z, torch.zeros(shape, dtype=torch.int64), reduction="mean")
 
 
-def test_torch_large_sparse_bad_labels_raise():
+def test_torch_large_sparse_bad_labels_raise(chunked):
     torch = _torch()
     z = torch.zeros(300, 256, dtype=torch.bfloat16)
     y = torch.zeros(300, dtype=torch.int64)
