@@ -283,6 +283,12 @@ class Backend:
             loss = a + pos * ((t - z) * 0.5) + neg * ((t + z) * 0.5)
             if not self.any_nan(loss):
                 return loss
+        return self.guarded_binary_nll(z, y, pos_weight)
+
+    def guarded_binary_nll(self, z: Array, y: Array, pos_weight: Array | None) -> Array:
+        """:meth:`binary_nll` with its ``0·inf`` guards, for every input."""
+        pos = y if pos_weight is None else y * pos_weight
+        neg = 1.0 - y
         # The branches split at z >= 0 on every side, so d/dz at 0 is exact.
         up = z >= 0
         neg_z = -z

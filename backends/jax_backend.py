@@ -87,14 +87,69 @@ def _soft_nll_jvp(axis: int, guarded: Any, primals: tuple[Array, Array], tangent
     dz, dy = tangents
     rows, m, total = _soft_nll_parts(z, y, axis, guarded)
     out = jnp.zeros_like(rows)
-    if not isinstance(dz, SymbolicZero):
+    if _given(dz):
         zs, ms = _apart(z, m)
         out = out + jnp.sum((jnp.sum(y, axis, keepdims=True) * (jnp.exp(zs - ms) / total) - y) * dz, axis)
-    if not isinstance(dy, SymbolicZero):
+    if _given(dy):
         zs, ms = _apart(z, m)
         s = zs - ms
         out = out + jnp.sum((jnp.log(total) - jnp.where((y == 0) & jnp.isinf(s), 0.0, s)) * dy, axis)
     return rows, out
+
+
+def _given(tangent: Any) -> bool:
+    """Whether a custom_jvp tangent (symbolic zeros on) carries a value."""
+    return tangent is not None and not isinstance(tangent, SymbolicZero)
+
+
+def _binary_parts(z: Array) -> tuple[Array, Array, Array]:
+    """``softplus(-|z|)``, ``relu(-z)``, ``relu(z)``: both softplus terms from one ``exp``."""
+    return jax.nn.softplus(-jnp.abs(z)), jnp.maximum(-z, 0.0), jnp.maximum(z, 0.0)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _binary_nll(z: Array, y: Array, pw: Array | None, guarded: Any) -> Array:
+    """``Backend.binary_nll`` for JAX on the CPU: the formula without its
+    ``0·inf`` guards (XLA's CPU backend splits its fused loop at each select),
+    which is NaN exactly where a guard was needed or an input is NaN; then,
+    under ``lax.cond``, the guarded formula (``guarded``) for the whole array.
+
+    Derivatives written out (``lax.cond`` under ``jax.grad`` keeps both
+    branches' residuals), equal to the guarded formula's:
+    ``∂/∂z = σ(z)·(q + 1 - y) - q`` with ``q = p·y`` (``σ(z) - y`` without
+    ``pos_weight``), ``∂/∂y = p·softplus(-z) - softplus(z)``,
+    ``∂/∂p = y·softplus(-z)``, where a relu that is infinite under a zero
+    weight counts 0 in the label terms, as ``Backend.xlogy`` has it.
+    """
+    a, relu_neg, relu_pos = _binary_parts(z)
+    pos, neg = (y, 1.0 - y) if pw is None else (y * pw, 1.0 - y)
+    loss = (a if pw is None else a * (pos + neg)) + pos * relu_neg + neg * relu_pos
+    return jax.lax.cond(jnp.isnan(loss).any(), lambda: guarded(z, y, pw), lambda: loss)
+
+
+@functools.partial(_binary_nll.defjvp, symbolic_zeros=True)
+def _binary_nll_jvp(guarded: Any, primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
+    z, y, pw = primals
+    dz, dy, dp = tangents
+    loss = _binary_nll(z, y, pw, guarded)
+    out = jnp.zeros_like(loss)
+    q = y if pw is None else y * pw
+    if _given(dz):
+        s = jax.nn.sigmoid(z)
+        out = out + (s - y if pw is None else s * (q + (1.0 - y)) - q) * dz
+    if not (_given(dy) or _given(dp)):
+        return loss, out
+    # The label terms as the guarded formula differentiates them: a relu that
+    # is infinite under a zero weight counts 0 (``Backend.xlogy``).
+    a, relu_neg, relu_pos = _binary_parts(z)
+    relu_neg = jnp.where((q == 0) & jnp.isinf(relu_neg), 0.0, relu_neg)
+    relu_pos = jnp.where((y == 1) & jnp.isinf(relu_pos), 0.0, relu_pos)
+    if _given(dy):
+        dl = relu_neg - relu_pos if pw is None else a * (pw - 1.0) + pw * relu_neg - relu_pos
+        out = out + dl * dy
+    if _given(dp):
+        out = out + y * (a + relu_neg) * dp
+    return loss, out
 
 
 class JaxBackend(Backend):
@@ -147,6 +202,11 @@ class JaxBackend(Backend):
 
     def log_softmax(self, z: Array, axis: int) -> Array:
         return jax.nn.log_softmax(z, axis=axis)
+
+    def binary_nll(self, z: Array, y: Array, pos_weight: Array | None) -> Array:
+        if jax.default_backend() != "cpu":  # (measured on XLA's CPU backend only)
+            return super().binary_nll(z, y, pos_weight)
+        return _binary_nll(z, y, pos_weight, self.guarded_binary_nll)
 
     def soft_nll(self, z: Array, y: Array, axis: int) -> Array:
         # Large logits on XLA's CPU backend (where it was measured); elsewhere

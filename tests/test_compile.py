@@ -112,6 +112,48 @@ def test_jax_dense_forward_mode_and_second_order(monkeypatch, masked):
     np.testing.assert_allclose(hess, want, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("pos_weight", [False, True])
+def test_jax_sigmoid_forward_mode_and_second_order(pos_weight):
+    # JAX's sigmoid loss: the unguarded formula, a lax.cond to the guarded one
+    # where it is NaN, derivatives written out. Against float64 formulas, with
+    # finite logits, then with infinite ones (the cond's guarded branch).
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    z, y = Z.astype(np.float64), SOFT.astype(np.float64)
+    pw = CW.astype(np.float64) if pos_weight else None
+    total = jax.jit(lambda a, b, p: xent.sigmoid_cross_entropy(a, b, pos_weight=p, reduction="sum"))
+    f32 = lambda x: None if x is None else jnp.asarray(x, np.float32)  # noqa: E731
+    za, ya, pa = f32(z), f32(y), f32(pw)
+    np.testing.assert_allclose(float(total(za, ya, pa)), ref.sigmoid(z, y, pos_weight=pw, reduction="sum"), rtol=1e-6)
+    gz, gy = ref.sigmoid_grads(z, y, pos_weight=pw)
+    tz, ty = rng.normal(size=z.shape), rng.normal(size=z.shape)
+    _, tangent = jax.jvp(lambda a, b: total(a, b, pa), (za, ya), (f32(tz), f32(ty)))
+    np.testing.assert_allclose(float(tangent), (gz * tz).sum() + (gy * ty).sum(), rtol=1e-5)
+    grads = jax.jit(jax.grad(total, argnums=(0, 1) if pw is None else (0, 1, 2)))(za, ya, pa)
+    np.testing.assert_allclose(np.asarray(grads[0]), gz, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(grads[1]), gy, rtol=1e-5, atol=1e-6)
+    if pw is not None:  # ∂/∂p = Σ_rows y·softplus(-z)
+        np.testing.assert_allclose(np.asarray(grads[2]), (y * np.logaddexp(0.0, -z)).sum(0), rtol=1e-5)
+    hess = np.asarray(jax.jit(jax.hessian(lambda a: total(a, ya, pa)))(za))
+    q = y if pw is None else y * pw
+    sig = 1 / (1 + np.exp(-z))
+    np.testing.assert_allclose(hess.reshape(z.size, z.size), np.diag((sig * (1 - sig) * (q + 1 - y)).ravel()),
+                               rtol=1e-5, atol=1e-7)
+    # Infinite logits: 0 where the label agrees, inf where it does not, and
+    # the guarded formula's derivatives (finite where the loss is).
+    zi, yi = z.copy(), y.copy()
+    zi[0, 0], yi[0, 0] = -np.inf, 0.0
+    zi[1, 1], yi[1, 1] = np.inf, 1.0
+    zi[2, 2] = np.inf  # label < 1: inf
+    out = np.asarray(jax.jit(lambda a, b, p: xent.sigmoid_cross_entropy(a, b, pos_weight=p))(f32(zi), f32(yi), pa))
+    assert out[0, 0] == 0.0 and out[1, 1] == 0.0 and out[2, 2] == np.inf
+    rest = np.isfinite(zi)
+    np.testing.assert_allclose(out[rest], ref.sigmoid(z, yi, pos_weight=pw)[rest], rtol=1e-5)
+    g = np.asarray(jax.jit(jax.grad(total))(f32(zi), f32(yi), pa))
+    assert g[0, 0] == 0.0 and g[1, 1] == 0.0
+    np.testing.assert_allclose(g[rest], ref.sigmoid_grads(z, yi, pos_weight=pw)[0][rest], rtol=1e-5, atol=1e-7)
+
+
 def test_compiled_gradient(autodiff_fw):  # type: ignore[no-untyped-def]
     fw = autodiff_fw
     loss = lambda z, y: xent.sparse_softmax_cross_entropy(z, y, label_smoothing=0.1, reduction="mean")  # noqa: E731
