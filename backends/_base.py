@@ -257,7 +257,12 @@ class Backend:
         respect to ``weight`` stays ``value`` wherever that is finite (a one-hot
         label's gradient is ``-log p`` at its zeros too).
         """
-        return weight * self.where((weight == 0) & self.isinf(value), 0.0, value)
+        return weight * self.unweighted_inf_as_zero(weight, value)
+
+    def unweighted_inf_as_zero(self, weight: Array, value: Array) -> Array:
+        """``value`` with 0 where ``weight`` is 0 and ``value`` is ±inf: the guard
+        of :meth:`xlogy`, and what its derivative with respect to ``weight`` is."""
+        return self.where((weight == 0) & self.isinf(value), 0.0, value)
 
     def binary_nll(self, z: Array, y: Array, pos_weight: Array | None) -> Array:
         """``p·y·softplus(-z) + (1-y)·softplus(z)`` elementwise (``p`` = ``pos_weight``
@@ -310,7 +315,7 @@ class Backend:
         sparse loss's ``log Σ exp(z - m) - (z_y - m)``.
         """
         shifted = z - self.stop_gradient(self.max(z, axis, keepdims=True))
-        guarded = self.where((y == 0) & self.isinf(shifted), 0.0, shifted)
+        guarded = self.unweighted_inf_as_zero(y, shifted)
         log_s = self.log(self.sum(self.exp(shifted), axis))
         return log_s * self.sum(y, axis) - self.sum(y * guarded, axis)
 

@@ -48,12 +48,12 @@ def _apart(*xs: Array) -> Any:
     return jax.lax.optimization_barrier(xs)
 
 
-def _soft_nll_parts(z: Array, y: Array, axis: int, guarded: Any) -> tuple[Array, Array, Array]:
+def _soft_nll_parts(z: Array, y: Array, axis: int, be: Backend) -> tuple[Array, Array, Array]:
     """The dense loss's rows as ``Σ y·(lse - s)`` with ``s = z - m`` (optax's
     form, which XLA fuses into one pass over the logits), and ``m``, ``Σ e^s``.
 
     Unguarded, a zero label under a ``-inf`` logit gives ``0·inf = NaN``, so
-    where any row is NaN the shared guarded formula (``guarded``) computes
+    where any row is NaN the shared guarded formula (``Backend.soft_nll``) computes
     them all instead, under ``lax.cond`` (one branch runs): a NaN input or a
     ``-inf`` logit costs that formula's speed, never its answer. (The guard's
     select in the common case, or a clamp with an ``inf`` flag, kept XLA from
@@ -63,12 +63,12 @@ def _soft_nll_parts(z: Array, y: Array, axis: int, guarded: Any) -> tuple[Array,
     total = jnp.sum(jnp.exp(z - m), axis, keepdims=True)
     zs, ms = _apart(z, m)
     rows = jnp.sum(y * (jnp.log(total) - (zs - ms)), axis)
-    rows = jax.lax.cond(jnp.isnan(rows).any(), lambda: guarded(z, y, axis), lambda: rows)
+    rows = jax.lax.cond(jnp.isnan(rows).any(), lambda: Backend.soft_nll(be, z, y, axis), lambda: rows)
     return rows, m, total
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _soft_nll(z: Array, y: Array, axis: int, guarded: Any) -> Array:
+def _soft_nll(z: Array, y: Array, axis: int, be: Backend) -> Array:
     """``Backend.soft_nll`` for JAX on the CPU: the same values and derivatives,
     fused by XLA.
 
@@ -78,22 +78,21 @@ def _soft_nll(z: Array, y: Array, axis: int, guarded: Any) -> Array:
     ``∂/∂y = lse - s``, with ``s`` taken as 0 where it is infinite under a
     zero label. Forward mode, reverse mode (by transposition) and higher orders.
     """
-    return _soft_nll_parts(z, y, axis, guarded)[0]
+    return _soft_nll_parts(z, y, axis, be)[0]
 
 
 @functools.partial(_soft_nll.defjvp, symbolic_zeros=True)
-def _soft_nll_jvp(axis: int, guarded: Any, primals: tuple[Array, Array], tangents: tuple[Any, Any]) -> Any:
+def _soft_nll_jvp(axis: int, be: Backend, primals: tuple[Array, Array], tangents: tuple[Any, Any]) -> Any:
     z, y = primals
     dz, dy = tangents
-    rows, m, total = _soft_nll_parts(z, y, axis, guarded)
+    rows, m, total = _soft_nll_parts(z, y, axis, be)
     out = jnp.zeros_like(rows)
     if _given(dz):
         zs, ms = _apart(z, m)
         out = out + jnp.sum((jnp.sum(y, axis, keepdims=True) * (jnp.exp(zs - ms) / total) - y) * dz, axis)
     if _given(dy):
         zs, ms = _apart(z, m)
-        s = zs - ms
-        out = out + jnp.sum((jnp.log(total) - jnp.where((y == 0) & jnp.isinf(s), 0.0, s)) * dy, axis)
+        out = out + jnp.sum((jnp.log(total) - be.unweighted_inf_as_zero(y, zs - ms)) * dy, axis)
     return rows, out
 
 
@@ -108,11 +107,12 @@ def _binary_parts(z: Array) -> tuple[Array, Array, Array]:
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
-def _binary_nll(z: Array, y: Array, pw: Array | None, guarded: Any) -> Array:
+def _binary_nll(z: Array, y: Array, pw: Array | None, be: Backend) -> Array:
     """``Backend.binary_nll`` for JAX on the CPU: the formula without its
     ``0·inf`` guards (XLA's CPU backend splits its fused loop at each select),
     which is NaN exactly where a guard was needed or an input is NaN; then,
-    under ``lax.cond``, the guarded formula (``guarded``) for the whole array.
+    under ``lax.cond``, the guarded formula (``Backend.guarded_binary_nll``)
+    for the whole array.
 
     Derivatives written out (``lax.cond`` under ``jax.grad`` keeps both
     branches' residuals), equal to the guarded formula's:
@@ -122,16 +122,17 @@ def _binary_nll(z: Array, y: Array, pw: Array | None, guarded: Any) -> Array:
     weight counts 0 in the label terms, as ``Backend.xlogy`` has it.
     """
     a, relu_neg, relu_pos = _binary_parts(z)
-    pos, neg = (y, 1.0 - y) if pw is None else (y * pw, 1.0 - y)
+    pos = y if pw is None else y * pw
+    neg = 1.0 - y
     loss = (a if pw is None else a * (pos + neg)) + pos * relu_neg + neg * relu_pos
-    return jax.lax.cond(jnp.isnan(loss).any(), lambda: guarded(z, y, pw), lambda: loss)
+    return jax.lax.cond(jnp.isnan(loss).any(), lambda: be.guarded_binary_nll(z, y, pw), lambda: loss)
 
 
 @functools.partial(_binary_nll.defjvp, symbolic_zeros=True)
-def _binary_nll_jvp(guarded: Any, primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
+def _binary_nll_jvp(be: Backend, primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
     z, y, pw = primals
     dz, dy, dp = tangents
-    loss = _binary_nll(z, y, pw, guarded)
+    loss = _binary_nll(z, y, pw, be)
     out = jnp.zeros_like(loss)
     q = y if pw is None else y * pw
     if _given(dz):
@@ -142,8 +143,8 @@ def _binary_nll_jvp(guarded: Any, primals: tuple[Any, ...], tangents: tuple[Any,
     # The label terms as the guarded formula differentiates them: a relu that
     # is infinite under a zero weight counts 0 (``Backend.xlogy``).
     a, relu_neg, relu_pos = _binary_parts(z)
-    relu_neg = jnp.where((q == 0) & jnp.isinf(relu_neg), 0.0, relu_neg)
-    relu_pos = jnp.where((y == 1) & jnp.isinf(relu_pos), 0.0, relu_pos)
+    relu_neg = be.unweighted_inf_as_zero(q, relu_neg)
+    relu_pos = be.unweighted_inf_as_zero(1.0 - y, relu_pos)
     if _given(dy):
         dl = relu_neg - relu_pos if pw is None else a * (pw - 1.0) + pw * relu_neg - relu_pos
         out = out + dl * dy
@@ -206,7 +207,7 @@ class JaxBackend(Backend):
     def binary_nll(self, z: Array, y: Array, pos_weight: Array | None) -> Array:
         if jax.default_backend() != "cpu":  # (measured on XLA's CPU backend only)
             return super().binary_nll(z, y, pos_weight)
-        return _binary_nll(z, y, pos_weight, self.guarded_binary_nll)
+        return _binary_nll(z, y, pos_weight, self)
 
     def soft_nll(self, z: Array, y: Array, axis: int) -> Array:
         # Large logits on XLA's CPU backend (where it was measured); elsewhere
@@ -214,7 +215,7 @@ class JaxBackend(Backend):
         # cache and does without the lax.cond (~10 µs in a small call).
         if jax.default_backend() != "cpu" or z.size < _SOFT_NLL_MIN:
             return super().soft_nll(z, y, axis)
-        return _soft_nll(z, y, axis, super().soft_nll)
+        return _soft_nll(z, y, axis, self)
 
     def compiled(self, fn: Any, *args: Array, **options: Any) -> Array | None:
         # Arrays (and tracers, e.g. under jax.grad: a jit composes with every
