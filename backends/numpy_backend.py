@@ -70,6 +70,20 @@ def _rows(z: np.ndarray, axis: int) -> np.ndarray:
 Kernel = Callable[[np.ndarray, np.ndarray, slice], None]
 
 
+def _spread(run: Callable[[int, int], None], n: int, step: int, size: int) -> None:
+    """``run(start, stop)`` over ``range(n)``: one call, or one contiguous range
+    per thread when ``size`` values are enough to pay for the hand-off and
+    there are at least two ``step``-sized blocks to share."""
+    threads = min(_num_threads(), n // step) if size >= _THREAD_MIN_ELEMENTS else 1
+    if threads <= 1:
+        run(0, n)
+        return
+    bounds = [n * i // threads for i in range(threads + 1)]
+    futures = [_get_pool().submit(run, a, b) for a, b in zip(bounds, bounds[1:])]
+    for f in futures:
+        f.result()
+
+
 def _blocked(kernel: Kernel, rows: np.ndarray) -> None:
     """Run ``kernel(block, scratch, row_slice)`` over blocks of ``rows``.
 
@@ -88,14 +102,72 @@ def _blocked(kernel: Kernel, rows: np.ndarray) -> None:
             hi = min(lo + step, stop)
             kernel(rows[lo:hi], scratch[: hi - lo], slice(lo, hi))
 
-    threads = min(_num_threads(), n // step) if rows.size >= _THREAD_MIN_ELEMENTS else 1
-    if threads <= 1:
-        run(0, n)
-        return
-    bounds = [n * i // threads for i in range(threads + 1)]
-    futures = [_get_pool().submit(run, a, b) for a, b in zip(bounds, bounds[1:])]
-    for f in futures:
-        f.result()
+    _spread(run, n, step, rows.size)
+
+
+def _binary_block(
+    z: np.ndarray, y: np.ndarray, pw: np.ndarray | None, out: np.ndarray, scratch: list[np.ndarray]
+) -> None:
+    """``out = a·(pos + neg) + neg·relu(z) + pos·relu(-z)`` for one block, with
+    ``a = softplus(-|z|)``, ``pos = p·y`` and ``neg = 1 - y`` (``a`` alone
+    without ``pos_weight``, where ``pos + neg = 1``): the base class's short
+    form, in two scratch buffers (three with ``pos_weight``); ``relu(-z)``
+    enters as ``-min(z, 0)``. Where a relu is infinite under a zero weight the
+    term is ``0·inf = NaN``: :func:`_binary_nll` then redoes those entries."""
+    neg, part = scratch[0], scratch[1]
+    np.abs(z, out=out)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    np.log1p(out, out=out)
+    np.subtract(1.0, y, out=neg)
+    pos = y
+    if pw is not None:
+        pos = np.multiply(y, pw, out=scratch[2])
+        np.multiply(out, np.add(pos, neg, out=part), out=out)
+    np.multiply(np.maximum(z, 0.0, out=part), neg, out=part)
+    np.add(out, part, out=out)
+    np.multiply(np.minimum(z, 0.0, out=part), pos, out=part)
+    np.subtract(out, part, out=out)
+
+
+def _binary_nll(be: Backend, z: np.ndarray, y: np.ndarray, pw: np.ndarray | None, reduce: bool) -> Any:
+    """The sigmoid loss of same-shaped ``z`` and ``y`` (``pw`` broadcast to
+    them) in 1-D blocks of the flattened arrays, each computed in cache
+    (:func:`_binary_block`), on the thread pool when large: elementwise, or
+    with ``reduce`` the float64 sum of the block sums (each NumPy's pairwise
+    sum in the input dtype), without any logits-sized array. A block whose sum
+    is NaN has its NaN entries redone by ``be.guarded_binary_nll`` (a NaN
+    input stays NaN)."""
+    zf, yf = z.reshape(-1), y.reshape(-1)  # (views where contiguous, else copies)
+    pf = None if pw is None else np.broadcast_to(pw, z.shape).reshape(-1)
+    n, step = zf.size, _BLOCK_ELEMENTS
+    blocks = -(-n // step)
+    out = None if reduce else np.empty(n, z.dtype)
+    sums = np.zeros(blocks, np.float64)
+
+    def run(first: int, last: int) -> None:
+        with np.errstate(all="ignore"):  # (not inherited by the pool's threads)
+            run_blocks(first, last)
+
+    def run_blocks(first: int, last: int) -> None:
+        size = min(step, n - first * step)
+        scratch = [np.empty(size, z.dtype) for _ in range(2 if pf is None else 3)]
+        own = np.empty(size, z.dtype) if out is None else None
+        for b in range(first, last):
+            at = slice(b * step, min(n, (b + 1) * step))
+            m = at.stop - at.start
+            o = own[:m] if out is None else out[at]
+            p_at = None if pf is None else pf[at]
+            _binary_block(zf[at], yf[at], p_at, o, [s[:m] for s in scratch])
+            total = o.sum()
+            if np.isnan(total):  # an infinite logit under an agreeing label, or a NaN
+                bad = np.isnan(o)
+                o[bad] = be.guarded_binary_nll(zf[at][bad], yf[at][bad], None if p_at is None else p_at[bad])
+                total = o.sum()
+            sums[b] = total
+
+    _spread(run, blocks, 1, n)
+    return float(sums.sum()) if reduce else out.reshape(z.shape)
 
 
 class NumpyBackend(Backend):
@@ -153,30 +225,31 @@ class NumpyBackend(Backend):
         return out
 
     def binary_nll(self, z: Array, y: Array, pos_weight: Array | None) -> Array:
-        """The base class's short form (no autodiff here, so plain ``maximum``
-        for the relus), in place: one scratch array for ``a = softplus(-|z|)``
-        that becomes the loss, two for the relu terms.
-        Where a ``0·inf`` made NaN (an infinite logit under a label that agrees
-        with it) the term is 0; a NaN input still gives NaN through ``a``."""
+        """The base class's short form, blocked and on the thread pool
+        (:func:`_binary_nll`): no logits-sized temporary beyond the result."""
         z, y = np.asarray(z), np.asarray(y)
-        if z.ndim == 0 or z.dtype != y.dtype:
+        pw = None if pos_weight is None else np.asarray(pos_weight)
+        if z.ndim == 0 or z.dtype != y.dtype or z.shape != y.shape or (pw is not None and pw.dtype != z.dtype):
             return super().binary_nll(z, y, pos_weight)
-        relu = np.maximum(z, 0)
-        neg_part = np.negative(z)
-        np.maximum(neg_part, 0, out=neg_part)  # relu(-z)
-        loss = np.abs(z)
-        np.negative(loss, out=loss)
-        np.exp(loss, out=loss)
-        np.log1p(loss, out=loss)
-        neg = np.subtract(1.0, y, dtype=z.dtype)
-        pos = y if pos_weight is None else y * np.asarray(pos_weight)
-        if pos_weight is not None:
-            loss = loss * (pos + neg)
-        for weight, part in ((neg, relu), (pos, neg_part)):
-            np.multiply(part, weight, out=part)
-            part[np.isnan(part) & (weight == 0)] = 0.0
-            loss += part
-        return loss
+        return _binary_nll(self, z, y, pw, reduce=False)
+
+    def fused_sigmoid(self, logits: Array, labels: Array, reduction: str) -> Array | None:
+        # Reduced block by block: the elementwise loss is never written out.
+        if not (
+            type(logits) is np.ndarray
+            and type(labels) is np.ndarray
+            and logits.dtype in (np.float32, np.float64)
+            and labels.dtype == logits.dtype
+            and labels.shape == logits.shape
+            and logits.ndim
+            and (reduction in ("none", "sum") or (reduction == "mean" and logits.size))
+        ):
+            return None
+        with self.errstate():
+            if reduction == "none":
+                return _binary_nll(self, logits, labels, None, reduce=False)
+            total = _binary_nll(self, logits, labels, None, reduce=True)
+        return logits.dtype.type(total / logits.size if reduction == "mean" else total)
 
     def log_softmax(self, z: Array, axis: int) -> Array:
         """``(z - m) - log Σ exp(z - m)``, blocked (see :func:`_blocked`)."""

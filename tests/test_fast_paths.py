@@ -322,6 +322,167 @@ def test_tensorflow_fused_envelope_and_errors():
         xent.sparse_softmax_cross_entropy(z, y[:5])
 
 
+# An eager TF call whose signature comes back runs as one cached
+# tf.function(jit_compile=True) of the loss (tensorflow_backend.compiled).
+@pytest.fixture
+def tf_functions(monkeypatch):
+    """The TF backend module with a fresh cache of compiled losses."""
+    _tf()
+    from xent.backends import tensorflow_backend as tb
+
+    monkeypatch.setattr(tb, "_functions", {})
+    monkeypatch.setattr(tb, "_calls", {})
+    return tb
+
+
+def _compiled(tb, fn) -> bool:
+    return any(key[0] is fn for key in tb._functions)
+
+
+SOFT_TF = np.abs(Z) / np.abs(Z).sum(-1, keepdims=True)
+TF_CALLS = [
+    ("sparse_softmax_cross_entropy", {"reduction": "mean", "ignore_index": 2, "label_smoothing": 0.1}),
+    ("softmax_cross_entropy", {"label_smoothing": 0.1}),
+    ("softmax_cross_entropy", {"reduction": "mean"}),
+    ("sigmoid_cross_entropy", {"reduction": "sum"}),
+    ("sigmoid_cross_entropy", {"reduction": "mean"}),
+    ("sigmoid_cross_entropy", {"reduction": "none", "pos_weight": True}),
+]
+
+
+def _tf_reference(loss, options):
+    """(values, d/dz of their sum) from the float64 formulas."""
+    if loss == "sparse_softmax_cross_entropy":
+        kw = {"ignore_index": 2, "alpha": 0.1, "reduction": options["reduction"]}
+        return ref.sparse(Z, Y, **kw), ref.sparse_grad(Z, Y, **kw)
+    if loss == "softmax_cross_entropy":
+        kw = {"alpha": options.get("label_smoothing", 0.0)}
+        red = options.get("reduction", "none")
+        scale = 1 / len(Z) if red == "mean" else 1
+        return ref.dense(Z, SOFT_TF, reduction=red, **kw), ref.dense_grads(Z, SOFT_TF, **kw)[0] * scale
+    pw = PW if "pos_weight" in options else None
+    red = options["reduction"]
+    scale = 1 / Z.size if red == "mean" else 1
+    return ref.sigmoid(Z, BIN, pos_weight=pw, reduction=red), ref.sigmoid_grads(Z, BIN, pos_weight=pw)[0] * scale
+
+
+PW = np.linspace(0.5, 2.0, 7)
+
+
+@pytest.mark.parametrize("loss, options", TF_CALLS)
+def test_tensorflow_eager_calls_run_compiled_once_hot(tf_functions, loss, options):
+    tf = _tf()
+    fn = getattr(xent, loss)
+    second = tf.constant(Y if loss.startswith("sparse") else SOFT_TF if "softmax" in loss else BIN)
+    kwargs = dict(options)
+    if "pos_weight" in kwargs:
+        kwargs["pos_weight"] = tf.constant(PW)
+    want, want_grad = _tf_reference(loss, options)
+    z = tf.constant(Z.astype(np.float64))
+    reduced = 1 if options.get("reduction", "none") == "none" else Z.size
+    for call in range(3):  # the first call eagerly, then compiled
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            out = fn(z, second, **kwargs)
+        assert _compiled(tf_functions, fn) == (call >= 1)
+        assert out.dtype == z.dtype
+        assert_close(out, want, num_classes=7, reduced=reduced)
+        assert_close(tape.gradient(out, z), want_grad, num_classes=7)
+
+
+def test_tensorflow_compiled_calls_keep_xents_errors(tf_functions):
+    tf = _tf()
+    z, y = tf.constant(Z), tf.constant(Y)
+    fn = xent.sparse_softmax_cross_entropy
+    for _ in range(3):
+        fn(z, y, ignore_index=0, reduction="sum")
+    assert _compiled(tf_functions, fn)
+    # labels are checked on the host before the compiled call: a bad one raises
+    bad = tf.constant(np.where(np.arange(24) == 5, 9, Y))
+    with pytest.raises(ValueError, match="out-of-range label values: 9"):
+        fn(z, bad, ignore_index=0, reduction="sum")
+    # a call that cannot be compiled (here: it raises) stays eager and says why
+    for _ in range(3):
+        with pytest.raises(ValueError, match="labels must have the same shape") as info:
+            xent.sigmoid_cross_entropy(z, tf.constant(BIN[:, :3]), reduction="sum")
+        assert "in user code" not in str(info.value)
+
+
+def test_tensorflow_compiled_calls_second_order_and_variables(tf_functions):
+    tf = _tf()
+    z = tf.Variable(Z.astype(np.float64))
+    y = tf.constant(BIN.astype(np.float64))
+    for _ in range(3):
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                loss = xent.sigmoid_cross_entropy(z, y, reduction="sum")
+            gz = inner.gradient(loss, z)  # (the Variable is watched on its own)
+            total = tf.reduce_sum(gz)
+        hess_diag = outer.gradient(total, z)  # the Hessian is diagonal: σ(z)·(1 - σ(z))
+    assert _compiled(tf_functions, xent.sigmoid_cross_entropy)
+    s = 1 / (1 + np.exp(-Z.astype(np.float64)))
+    assert_close(gz, ref.sigmoid_grads(Z, BIN)[0])
+    assert_close(hess_diag, s * (1 - s))
+
+
+def test_tensorflow_large_sparse_leaves_the_fused_op_for_the_compiled_call(tf_functions, monkeypatch):
+    tf = _tf()
+    monkeypatch.setattr(tf_functions, "_COMPILE_MIN", Z.size)
+    be = xent.get_backend("tensorflow")
+    z, y = tf.constant(Z), tf.constant(Y)
+    assert be.fused_sparse(z, y, -1, "mean", None) is None
+    assert be.fused_sparse(z[:-1], y[:-1], -1, "mean", None) is not None
+    for _ in range(2):
+        out = xent.sparse_softmax_cross_entropy(z, y, reduction="mean")
+    assert _compiled(tf_functions, xent.sparse_softmax_cross_entropy)
+    assert_close(out, ref.sparse(Z, Y, reduction="mean"), num_classes=7, reduced=24)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_tensorflow_traced_sigmoid_limits(jit, dtype):
+    # Under tf.function a summed sigmoid loss is _reduced_binary_nll: the
+    # unguarded sum, the guarded formula where it is NaN, and written-out
+    # derivatives that are the guarded formula's.
+    tf = _tf()
+    z = (np.random.default_rng(5).standard_normal((6, 5)) * 4).astype(np.float32)
+    y = np.random.default_rng(6).random((6, 5)).astype(np.float32)
+    z[0, 0], y[0, 0] = np.inf, 1.0  # agrees: loss 0, both gradients 0
+    z[1, 1], y[1, 1] = -np.inf, 0.0  # agrees
+    z[2, 2], y[2, 2] = -np.inf, 0.25  # disagrees: loss inf
+    z[3, 3] = -0.0
+    zr, yr = (tf.cast(tf.constant(a), tf.float64).numpy() for a in (tf.cast(z, dtype), tf.cast(y, dtype)))
+    finite = np.where(np.isinf(zr), 0.0, zr)
+    agree = np.isinf(zr) & (yr == (zr > 0))
+    want = np.where(agree, 0.0, ref.sigmoid(finite, yr))
+    want[2, 2] = np.inf
+    gz, gy = ref.sigmoid_grads(finite, yr)
+    gz[2, 2] = -0.25
+    gz, gy = np.where(agree, 0.0, gz), np.where(agree, 0.0, gy)
+    gy[2, 2] = np.inf
+
+    @tf.function(jit_compile=jit, autograph=False)
+    def run(z, y):
+        with tf.GradientTape() as tape:
+            tape.watch([z, y])
+            loss = xent.sigmoid_cross_entropy(z, y, reduction="sum")
+        return (loss, *tape.gradient(loss, [z, y]))
+
+    loss, dz, dy = run(tf.cast(tf.constant(z), dtype), tf.cast(tf.constant(y), dtype))
+    assert loss.dtype == dtype and float(loss) == np.inf
+    assert_close(dz, gz)
+    assert_close(dy, gy)
+    z[2, 2] = 3.0  # now finite: the mean, through the same derivatives
+    want[2, 2] = ref.sigmoid(np.array([3.0]), yr[2, 2])[0]
+    loss, dz, dy = tf.function(
+        lambda z, y: xent.sigmoid_cross_entropy(z, y, reduction="mean"), jit_compile=jit, autograph=False
+    )(tf.cast(tf.constant(z), dtype), tf.cast(tf.constant(y), dtype)), None, None
+    assert_close(loss, want.mean(), reduced=want.size)
+    z[4, 4] = np.nan
+    nan = tf.function(lambda z, y: xent.sigmoid_cross_entropy(z, y, reduction="sum"), autograph=False)
+    assert np.isnan(float(nan(tf.cast(tf.constant(z), dtype), tf.cast(tf.constant(y), dtype))))
+
+
 # --------------------------------------------------------------------- jax
 def _jax():
     return pytest.importorskip("jax")

@@ -13,6 +13,7 @@ import pytest
 import scipy.special
 
 import xent
+from tests import reference as ref
 from xent.backends import numpy_backend as nb
 from xent.testing._tolerance import tolerance
 
@@ -131,3 +132,70 @@ def test_softplus_matches_reference():
     want = np.where(x > 0, x, 0.0) + np.log1p(np.exp(-np.abs(x)))
     with np.errstate(all="ignore"):
         np.testing.assert_array_equal(be.softplus(x), want)
+
+
+# ---------------------------------------------------------------- sigmoid
+# The sigmoid loss in 1-D blocks of the flattened arrays (numpy_backend.
+# _binary_nll): elementwise through the front end, or reduced block by block
+# on the fast path (fused_sigmoid), never writing the elementwise loss out.
+SIGMOID_SHAPES = [(7, 5), (97, 13), (3, 11, 40), (9,), (0, 4)]
+
+
+def _sigmoid_inputs(shape, dtype, seed=3):
+    rng = np.random.default_rng(seed)
+    z = (rng.standard_normal(shape) * 4).astype(dtype)
+    y = rng.random(shape).astype(dtype)
+    return z, y
+
+
+@pytest.mark.parametrize("shape", SIGMOID_SHAPES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_sigmoid_matches_float64_reference(blocking, shape, dtype, reduction):
+    z, y = _sigmoid_inputs(shape, dtype)
+    if reduction == "mean" and not z.size:
+        assert xent.sigmoid_cross_entropy(z, y, reduction="mean") == 0
+        return
+    be = xent.get_backend("numpy")
+    fused = be.fused_sigmoid(z, y, reduction)
+    assert fused is not None  # the fast path takes these
+    got = xent.sigmoid_cross_entropy(z, y, reduction=reduction)
+    assert np.asarray(got).dtype == z.dtype and np.shape(got) == np.shape(fused)
+    want = ref.sigmoid(z, y, reduction=reduction)
+    rtol, atol = tolerance(dtype, reduced=1 if reduction == "none" else max(z.size, 1))
+    for out in (fused, got):
+        np.testing.assert_allclose(np.asarray(out, np.float64), want, rtol=rtol, atol=atol)
+    # the general path's blocked primitive (through pos_weight = 1)
+    ones = np.ones(shape[-1:], dtype)
+    via_pw = xent.sigmoid_cross_entropy(z, y, pos_weight=ones, reduction=reduction)
+    np.testing.assert_allclose(np.asarray(via_pw, np.float64), want, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sigmoid_pos_weight_noncontiguous_and_limits(blocking, dtype):
+    z, y = _sigmoid_inputs((40, 18), dtype)
+    zv, yv = z[::2, ::2], y[::2, ::2]  # strided views, (20, 9)
+    zv.flat[::7], yv.flat[::7] = np.inf, 1.0  # agrees with the +inf logit: loss 0
+    zv.flat[3::11], yv.flat[3::11] = -np.inf, 0.0  # agrees with the -inf logit: loss 0
+    zv[5, 5], yv[5, 5] = np.inf, 0.5  # disagrees: inf
+    zv[6, 6] = np.nan
+    pw = np.linspace(0.5, 3.0, 9).astype(dtype)
+    before = z.copy()
+    got = xent.sigmoid_cross_entropy(zv, yv, pos_weight=pw)
+    agree = np.isinf(zv) & (yv == (zv > 0))
+    finite = np.where(np.isinf(zv), 0.0, zv)
+    with np.errstate(invalid="ignore"):  # (the NaN input)
+        want = np.where(agree, 0.0, ref.sigmoid(finite, yv, pos_weight=pw))
+    want[5, 5], want[6, 6] = np.inf, np.nan
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    assert np.array_equal(z, before, equal_nan=True)  # inputs untouched
+    # reduced on the fast path: the same entries, summed (NaN with the NaN input)
+    assert np.isnan(xent.sigmoid_cross_entropy(zv, yv, reduction="sum"))
+    zv[6, 6] = 0.0
+    want = np.where(agree, 0.0, ref.sigmoid(np.where(np.isinf(zv), 0.0, zv), yv))
+    want[5, 5] = 0.0
+    zv[5, 5] = 30.0
+    want[5, 5] = ref.sigmoid(np.array([30.0]), yv[5, 5])[0]
+    got = xent.sigmoid_cross_entropy(zv, yv, reduction="mean")
+    np.testing.assert_allclose(got, want.mean(), rtol=tolerance(dtype, reduced=zv.size)[0])
