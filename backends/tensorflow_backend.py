@@ -38,6 +38,8 @@ _HOT_CALLS = 2
 #: the sparse loss's fused eager op (fused_sparse) up to this many logits;
 #: from here on the compiled call is faster (measured at 32x10, 128x256, 256x512).
 _COMPILE_MIN = 1 << 15
+#: from this many logits on, a traced dense loss is computed by _soft_nll.
+_SOFT_NLL_MIN = 1 << 20
 _functions: dict[Any, Any] = {}  # (loss, static options) -> tf.function
 _calls: dict[Any, int] = {}  # signature -> calls so far (-1: compiling failed, stay eager)
 _lock = threading.Lock()
@@ -71,6 +73,36 @@ def _reduced_binary_nll(be: Backend, z: Array, y: Array, scale: float) -> Array:
             return g * (tf.sigmoid(z) - y), g * tf.where(agree, tf.zeros_like(z), -z)
 
         return total * scale, grad
+
+    return run(z, y)
+
+
+def _soft_nll(be: Backend, z: Array, y: Array, axis: int) -> Array:
+    """``Backend.soft_nll`` traced on large logits: ``Σ y·(lse - s)`` with
+    ``s = z - m`` (optax's form, which XLA fuses into one pass over the logits;
+    the guard's select made it write a logits-sized temporary: 1.2-1.4x the
+    native loss's forward), and where any row is NaN (a zero label under a
+    ``-inf`` logit, or a NaN input) the guarded shared formula instead, under
+    ``tf.cond``. Derivatives written out, the guarded formula's (as JAX's
+    ``_soft_nll``): ``∂/∂z = Σy·softmax(z) - y``, ``∂/∂y = lse - s`` with ``s``
+    taken as 0 where it is infinite under a zero label."""
+
+    @tf.custom_gradient
+    def run(z: Array, y: Array) -> Any:
+        m = tf.stop_gradient(tf.reduce_max(z, axis, keepdims=True))
+        total = tf.reduce_sum(tf.exp(z - m), axis, keepdims=True)
+        rows = tf.reduce_sum(y * (tf.math.log(total) - (z - m)), axis)
+        rows = tf.cond(
+            tf.reduce_any(tf.math.is_nan(rows)), lambda: Backend.soft_nll(be, z, y, axis), lambda: rows
+        )
+
+        def grad(g: Array) -> tuple[Array, Array]:
+            g = tf.expand_dims(g, axis)
+            dz = tf.reduce_sum(y, axis, keepdims=True) * (tf.exp(z - m) / total) - y
+            dy = tf.math.log(total) - be.unweighted_inf_as_zero(y, z - m)
+            return dz * g, dy * g
+
+        return rows, grad
 
     return run(z, y)
 
@@ -175,6 +207,14 @@ class TensorflowBackend(Backend):
 
     def log_softmax(self, z: Array, axis: int) -> Array:
         return tf.nn.log_softmax(z, axis=axis)
+
+    def soft_nll(self, z: Array, y: Array, axis: int) -> Array:
+        # Traced on large logits (and so in large compiled eager calls): the
+        # form XLA fuses. Eagerly, or small, the shared formula.
+        size = z.shape.num_elements()
+        if tf.executing_eagerly() or size is None or size < _SOFT_NLL_MIN or y.shape != z.shape:
+            return super().soft_nll(z, y, axis)
+        return _soft_nll(self, z, y, axis)
 
     def nll(self, z: Array, labels: Array, axis: int) -> Array:
         # The fused kernel takes classes on the last axis and int32/int64 labels.

@@ -112,6 +112,59 @@ def test_jax_dense_forward_mode_and_second_order(monkeypatch, masked):
     np.testing.assert_allclose(hess, want, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_tf_dense_traced_form_derivatives(monkeypatch, masked, axis):
+    # TF's traced dense loss on large logits (tensorflow_backend._soft_nll):
+    # the unguarded form, a tf.cond to the guarded formula when a row is NaN,
+    # derivatives written out. Reverse mode and a Hessian-vector product
+    # against float64 formulas, with and without a masked -inf logit.
+    tf = pytest.importorskip("tensorflow")
+    from xent.backends import tensorflow_backend
+
+    monkeypatch.setattr(tensorflow_backend, "_SOFT_NLL_MIN", 0)  # (it starts at 2^20 logits)
+    z, y = Z.astype(np.float64), SOFT.astype(np.float64)
+    if axis == 0:
+        z, y = z.T.copy(), y.T.copy()
+    finite_z = z.copy()
+    at = (0, 1) if axis == -1 else (1, 0)
+    if masked:
+        z[at], y[at] = -np.inf, 0.0
+        finite_z[at] = -1e30  # the same loss and derivatives with a finite logit
+    v = rng.normal(size=z.shape)
+
+    @tf.function(jit_compile=True, autograph=False)
+    def run(a, b):
+        with tf.GradientTape() as outer:
+            outer.watch(a)
+            with tf.GradientTape() as inner:
+                inner.watch([a, b])
+                loss = xent.softmax_cross_entropy(a, b, axis=axis, reduction="sum")
+            da, db = inner.gradient(loss, [a, b])
+            along = tf.reduce_sum(da * v)
+        return loss, da, db, outer.gradient(along, a)
+
+    loss, da, db, hv = run(tf.constant(z), tf.constant(y))
+    zr, yr = (np.moveaxis(x, axis, -1) for x in (finite_z, y))  # rows last, for the formulas
+    np.testing.assert_allclose(float(loss), ref.dense(zr, yr, reduction="sum"), rtol=1e-12)
+    gz, gy = ref.dense_grads(zr, yr)
+    if masked:  # d/dy at the masked class is log Σ exp(z - m) (docs/semantics.md)
+        row = zr[0] - zr[0].max()
+        gy[0, 1] = np.log(np.exp(row).sum())
+    np.testing.assert_allclose(np.moveaxis(da.numpy(), axis, -1), gz, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(np.moveaxis(db.numpy(), axis, -1), gy, rtol=1e-10, atol=1e-14)
+    p = np.exp(zr - zr.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    vr = np.moveaxis(v, axis, -1)
+    # H·v within each row: Σy·(diag(p) - p pᵀ)·v
+    want = yr.sum(1, keepdims=True) * (p * vr - p * (p * vr).sum(1, keepdims=True))
+    np.testing.assert_allclose(np.moveaxis(hv.numpy(), axis, -1), want, rtol=1e-8, atol=1e-12)
+    nan = z.copy()
+    nan[at] = np.nan
+    assert np.isnan(float(tf.function(lambda a, b: xent.softmax_cross_entropy(a, b, axis=axis, reduction="sum"),
+                                      autograph=False)(tf.constant(nan), tf.constant(y))))
+
+
 @pytest.mark.parametrize("pos_weight", [False, True])
 def test_jax_sigmoid_forward_mode_and_second_order(pos_weight):
     # JAX's sigmoid loss: the unguarded formula, a lax.cond to the guarded one
