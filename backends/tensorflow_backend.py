@@ -35,11 +35,18 @@ _FUSED_LABELS = (tf.int32, tf.int64)
 
 #: calls of one signature from which on it runs compiled.
 _HOT_CALLS = 2
-#: the sparse loss's fused eager op (fused_sparse) up to this many logits;
-#: from here on the compiled call is faster (measured at 32x10, 128x256, 256x512).
+#: the sparse loss's fused eager op (fused_sparse) up to this many logits, and
+#: beyond them under a gradient tape (float32/64); from here on the compiled
+#: call is faster (measured at 32x10, 128x256, 256x512 and 4096x32000).
 _COMPILE_MIN = 1 << 15
 #: from this many logits on, a traced dense loss is computed by _soft_nll.
 _SOFT_NLL_MIN = 1 << 20
+try:  # (TF's own test for "a GradientTape or ForwardAccumulator is recording")
+    from tensorflow.python.eager.record import could_possibly_record as _taping
+except ImportError:  # pragma: no cover - where TF moves it, assume a tape
+    def _taping() -> bool:
+        return True
+
 _functions: dict[Any, Any] = {}  # (loss, static options) -> tf.function
 _calls: dict[Any, int] = {}  # signature -> calls so far (-1: compiling failed, stay eager)
 _lock = threading.Lock()
@@ -248,8 +255,12 @@ class TensorflowBackend(Backend):
         rank = logits.shape.rank
         if not rank or axis not in (-1, rank - 1):
             return None  # (a shape mismatch makes the op raise: the general path explains)
-        if logits.shape.num_elements() >= _COMPILE_MIN:
-            return None  # (the compiled call, once hot, is faster)
+        if logits.shape.num_elements() >= _COMPILE_MIN and (logits.dtype in _HALF or not _taping()):
+            # The compiled call, once hot, is faster forward; under a tape the
+            # fused op is (its kernel computes the gradient with the loss, where
+            # a tape over a compiled call runs a separate backward function),
+            # except for half types, whose upcast copy XLA fuses away.
+            return None
         if reduction == "sum":
             reduce = tf.reduce_sum
         elif reduction == "mean" and labels.shape.num_elements():

@@ -432,6 +432,11 @@ def test_tensorflow_large_sparse_leaves_the_fused_op_for_the_compiled_call(tf_fu
     z, y = tf.constant(Z), tf.constant(Y)
     assert be.fused_sparse(z, y, -1, "mean", None) is None
     assert be.fused_sparse(z[:-1], y[:-1], -1, "mean", None) is not None
+    with tf.GradientTape() as tape:  # under a tape the fused op (its kernel's own gradient)
+        tape.watch(z)
+        fused = be.fused_sparse(z, y, -1, "mean", None)
+    assert fused is not None
+    assert_close(tape.gradient(fused, z), ref.sparse_grad(Z, Y, reduction="mean"), num_classes=7)
     for _ in range(2):
         out = xent.sparse_softmax_cross_entropy(z, y, reduction="mean")
     assert _compiled(tf_functions, xent.sparse_softmax_cross_entropy)
