@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, ClassVar
 
+import numpy as np
+
 Array = Any
 
 #: dtype names that xent treats as floating point, in the spelling every
@@ -171,6 +173,27 @@ class Backend:
         mode dispatches each small op separately, and a cached ``jax.jit`` of the
         whole loss costs one dispatch (XLA fuses the rest)."""
         return None
+
+    def compiled_arguments(
+        self, args: tuple[Any, ...], options: dict[str, Any]
+    ) -> tuple[list[str], list[Array]] | None:
+        """How :meth:`compiled` passes a call to its program: ``(static, arrays)``,
+        the names of the options that are not arrays of this framework (fixed
+        when the program is built) and the arrays among ``args`` and the
+        options (passed to it); ``None`` where an argument is not such an array
+        or an option is host data (a NumPy array, list or tuple), which the
+        eager path moves to the framework first."""
+        if not all(self.is_array(a) for a in args):
+            return None
+        static, arrays = [], list(args)
+        for name, value in options.items():
+            if self.is_array(value):
+                arrays.append(value)
+            elif isinstance(value, (np.ndarray, list, tuple)):
+                return None
+            else:
+                static.append(name)
+        return static, arrays
 
     # ------------------------------------------------------------------ math
     def where(self, cond: Array, a: Array | float, b: Array | float) -> Array:

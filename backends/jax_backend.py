@@ -14,7 +14,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from ._base import Array, Backend
@@ -220,15 +219,10 @@ class JaxBackend(Backend):
     def compiled(self, fn: Any, *args: Array, **options: Any) -> Array | None:
         # Arrays (and tracers, e.g. under jax.grad: a jit composes with every
         # transformation) travel as arguments; every other option is static.
-        if getattr(_tracing, "active", False) or not all(self.is_array(a) for a in args):
+        split = None if getattr(_tracing, "active", False) else self.compiled_arguments(args, options)
+        if split is None:
             return None
-        static = []
-        for name, value in options.items():
-            if self.is_array(value):
-                continue
-            if isinstance(value, (np.ndarray, list, tuple)):
-                return None  # host data: the eager path moves it to JAX
-            static.append(name)
+        static = split[0]
         key = (fn, tuple(static))
         jitted = _jitted.get(key)
         if jitted is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from ._base import Array, Backend
@@ -303,28 +302,25 @@ class TensorflowBackend(Backend):
     def compiled(self, fn: Any, *args: Array, **options: Any) -> Array | None:
         # Eagerly only (inside a tf.function the loss is traced as it is);
         # tensors travel as arguments, every other option is static.
-        if not tf.executing_eagerly() or not all(self.is_array(a) for a in args):
+        split = self.compiled_arguments(args, options) if tf.executing_eagerly() else None
+        if split is None:
             return None
-        static, tensors = [], list(args)
-        for name, value in options.items():
-            if self.is_array(value):
-                tensors.append(value)
-            elif isinstance(value, (np.ndarray, list, tuple)):
-                return None  # host data: the eager path moves it to TF
-            else:
-                static.append((name, value))
-        fn_key = (fn, tuple(name for name, _ in static))
-        key = (fn, tuple(static), tuple((tuple(t.shape), t.dtype, t.device) for t in tensors))
+        names, tensors = split
+        fn_key = (fn, tuple(names))
+        static = tuple((name, options[name]) for name in names)
+        key = (fn, static, tuple((tuple(t.shape), t.dtype, t.device) for t in tensors))
         try:
             hash(key)
         except TypeError:  # an option of another kind (the eager path says which)
             return None
         with _lock:
             calls = _calls.get(key, 0)
-            if calls < 0 or calls + 1 < _HOT_CALLS:
+            if calls < 0:  # compiling it failed: it stays eager
+                return None
+            if calls + 1 < _HOT_CALLS:
                 if len(_calls) > 10_000:  # (one-off signatures: forget them)
                     _calls.clear()
-                _calls[key] = calls + 1 if calls >= 0 else calls
+                _calls[key] = calls + 1
                 return None
             function = _functions.get(fn_key)
             if function is None:
