@@ -443,6 +443,64 @@ def test_tensorflow_large_sparse_leaves_the_fused_op_for_the_compiled_call(tf_fu
     assert_close(out, ref.sparse(Z, Y, reduction="mean"), num_classes=7, reduced=24)
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tensorflow_large_dense_under_a_tape_is_the_fused_op(tf_functions, monkeypatch, dtype, reduction):
+    # Eagerly under a gradient tape, large float32/64 dense losses are tf.nn's
+    # fused op (tensorflow_backend.fused_dense). Its logits gradient is
+    # softmax - y: taken only where every row of labels sums to 1, and no
+    # row's loss is NaN. Values, both gradients and a Hessian-vector product
+    # against float64 formulas; the cases it must decline.
+    tf = _tf()
+    monkeypatch.setattr(tf_functions, "_DENSE_FUSED_MIN", Z.size)  # (it starts at 2^23 logits)
+    be = xent.get_backend("tensorflow")
+    soft = np.abs(Z.astype(np.float64)) / np.abs(Z.astype(np.float64)).sum(-1, keepdims=True)
+    z, y = tf.constant(Z.astype(dtype)), tf.constant(soft.astype(dtype))
+    zr, yr = z.numpy().astype(np.float64), y.numpy().astype(np.float64)
+    reduced = 1 if reduction == "none" else Z.size
+    assert be.fused_dense(z, y, -1, reduction) is None  # no tape: the compiled call is faster
+    v = rng.normal(size=Z.shape)
+    with tf.GradientTape() as outer:
+        outer.watch(z)
+        with tf.GradientTape() as tape:
+            tape.watch([z, y])
+            assert be.fused_dense(z[:-1], y[:-1], -1, reduction) is None  # (below the size)
+            fused = be.fused_dense(z, y, -1, reduction)
+            assert fused is not None and fused.dtype == z.dtype
+            out = xent.softmax_cross_entropy(z, y, reduction=reduction)
+        dz, dy = tape.gradient(out, [z, y])
+        along = tf.reduce_sum(dz * v)
+    hv = outer.gradient(along, z)
+    assert_close(out, ref.dense(zr, yr, reduction=reduction), num_classes=7, reduced=reduced)
+    scale = 1 / len(Z) if reduction == "mean" else 1
+    gz, gy = ref.dense_grads(zr, yr)
+    assert_close(dz, gz * scale, num_classes=7)
+    assert_close(dy, gy * scale, num_classes=7)
+    p = np.exp(ref.log_softmax(zr, axis=-1))
+    assert_close(hv, scale * (p * v - p * (p * v).sum(-1, keepdims=True)), num_classes=7)
+
+    # declined: labels that do not sum to 1 (xent's gradient is Σy·softmax - y),
+    # a zero label under a -inf logit (tf.nn's loss is NaN there, xent's finite),
+    # classes on another axis, half types
+    masked_z, masked_y = zr.copy(), yr.copy()
+    masked_z[0, 1], masked_y[0, 1] = -np.inf, 0.0
+    masked_y[0] /= masked_y[0].sum()
+    finite_z = np.where(np.isinf(masked_z), -1e30, masked_z)
+    for logits, labels, want_z in ((zr, 1.5 * yr, zr), (masked_z, masked_y, finite_z)):
+        a, b = tf.constant(logits.astype(dtype)), tf.constant(labels.astype(dtype))
+        with tf.GradientTape() as tape:
+            tape.watch([a, b])
+            assert be.fused_dense(a, b, -1, reduction) is None
+            out = xent.softmax_cross_entropy(a, b, reduction=reduction)
+        labels = b.numpy().astype(np.float64)
+        assert_close(out, ref.dense(want_z, labels, reduction=reduction), num_classes=7, reduced=reduced)
+        assert_close(tape.gradient(out, a), ref.dense_grads(want_z, labels)[0] * scale, num_classes=7)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        assert be.fused_dense(tf.transpose(z), tf.transpose(y), 0, reduction) is None
+        assert be.fused_dense(tf.cast(z, tf.bfloat16), tf.cast(y, tf.bfloat16), -1, reduction) is None
+
+
 @pytest.mark.parametrize("jit", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
 def test_tensorflow_traced_sigmoid_limits(jit, dtype):
