@@ -38,7 +38,17 @@ _SUM_CHECK_MIN = 1 << 16
 #: maps and page-faults fresh memory (measured: the chunked kernel 0.25-0.5x of
 #: it from 2^23 logits on, but 1.5-2.8x below, where those buffers are reused).
 _CHUNKED_MIN = 1 << 23
-_FUSED_REDUCTIONS = ("none", "sum")
+#: torch's reduction enum (torch.nn._reduction.get_enum), as its C++ losses take it.
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+_ATEN_CROSS_ENTROPY = getattr(torch._C._nn, "cross_entropy_loss", None)
+# (bound once: each attribute lookup is a measurable part of a small call)
+_is_compiling = torch.compiler.is_compiling
+_functorch_active = torch._C._are_functorch_transforms_active
+_mode_active = torch._C._is_torch_function_mode_enabled
+_Tensor = torch.Tensor
+_forward_ad = torch.autograd.forward_ad
+_ONES: dict[torch.dtype, Array] = {}  # (_small_binary_nll)
+_INT64 = torch.int64
 
 
 def _up(x: Array) -> Array:
@@ -56,20 +66,37 @@ def _down(x: Array, dtype: torch.dtype) -> Array:
 def _fusable(logits: Array, reduction: str, axis: int | None = None) -> bool:
     """The envelope shared by the fast paths: a plain CPU tensor of a floating
     dtype, eagerly, a known reduction (a mean over at least one entry) and,
-    for the softmax losses, the class axis where torch's kernels want it."""
-    return (
-        type(logits) is torch.Tensor
-        and logits.dtype in _FUSED_DTYPES
-        and logits.is_cpu
-        and (reduction in _FUSED_REDUCTIONS or (reduction == "mean" and logits.numel() > 0))
-        and (
-            axis is None
-            or (type(axis) is int and axis in (1, -1) and logits.ndim == 2 and logits.shape[1] > 0)
-            or (axis == 1 and logits.ndim > 2 and logits.shape[1] > 0)
-        )
-        and not torch.compiler.is_compiling()
-        and not torch._C._are_functorch_transforms_active()
-    )
+    for the softmax losses, the class axis where torch's kernels want it (dim 1).
+    (Each check here is a measurable part of a small call: cheapest first, the
+    shape read once.)"""
+    if (
+        type(logits) is not _Tensor
+        or logits.dtype not in _FUSED_DTYPES
+        or not logits.is_cpu
+        or reduction not in _REDUCTIONS
+    ):
+        return False
+    if axis is not None:
+        shape = logits.shape
+        ndim = len(shape)
+        if type(axis) is not int or ndim < 2 or not shape[1] or not (axis == 1 or (axis == -1 and ndim == 2)):
+            return False
+        if reduction == "mean" and not (shape[0] if ndim == 2 else logits.numel()):
+            return False
+    elif reduction == "mean" and not logits.numel():
+        return False
+    return not (_is_compiling() or _functorch_active())
+
+
+def _cross_entropy(x: Array, target: Array, reduction: str, ignore_index: int = -100) -> Array:
+    """``F.cross_entropy(x, target, ignore_index=..., reduction=...)``, called
+    without its Python wrapper (its argument handling is ~0.5 us of a 6 us
+    small call) where no TorchFunctionMode must see the call (the fast paths
+    take plain tensors only, so no subclass's ``__torch_function__`` is
+    skipped)."""
+    if _ATEN_CROSS_ENTROPY is None or _mode_active():
+        return F.cross_entropy(x, target, None, None, ignore_index, None, reduction)
+    return _ATEN_CROSS_ENTROPY(x, target, None, _REDUCTIONS[reduction], ignore_index, 0.0)
 
 
 def _like(labels: Any, logits: Array) -> bool:
@@ -107,6 +134,32 @@ def _softplus_neg(z: Array) -> Array:
     its input itself above its threshold, 20: off by up to 2e-9, more than an
     ulp in float64.)"""
     return F.logsigmoid(z).neg_() if _inplace(z) else -F.logsigmoid(z)
+
+
+def _recorded(*tensors: Array) -> bool:
+    """Whether autodiff may record ops on ``tensors``: reverse mode (grad mode on
+    and one requires grad) or forward mode (a dual level is open: dual tensors
+    do not say ``requires_grad``)."""
+    return (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)) or getattr(
+        _forward_ad, "_current_level", 0
+    ) >= 0
+
+
+def _small_binary_nll(z: Array, y: Array, reduction: str) -> Array | None:
+    """``binary_nll(z, y)`` without ``pos_weight``, reduced, for small inputs
+    that no autodiff records: ``|z|·(y where z < 0 or z = -0, else 1 - y) - log σ(|z|)``,
+    seven ops where the node (_BinaryNLL) takes eleven and an autograd.Function
+    call (each op is ~1-2 us of a small call). The same terms as the node's, so
+    as exact, but without its ``0·inf`` guard: ``None`` where the result is NaN
+    (an infinite logit, or NaN input), and the caller runs the node."""
+    a = z.abs()
+    one = _ONES.get(z.dtype)
+    if one is None:  # (a 0-d tensor: a Python scalar operand is wrapped afresh on every op, ~3 us)
+        one = _ONES[z.dtype] = torch.ones((), dtype=z.dtype)
+    loss = torch.where(torch.signbit(z), y, one - y).mul_(a).sub_(F.logsigmoid(a))
+    if reduction != "none":
+        loss = loss.sum() if reduction == "sum" else loss.mean()
+    return None if math.isnan(float(loss if reduction != "none" else loss.sum())) else loss
 
 
 class _BinaryNLL(torch.autograd.Function):
@@ -339,8 +392,8 @@ class TorchBackend(Backend):
         # ignored, xent 0), accelerators (a device assert, not NaN) and
         # torch.compile (out-of-range labels must give NaN there).
         if (
-            type(labels) is not torch.Tensor
-            or labels.dtype != torch.int64
+            type(labels) is not _Tensor
+            or labels.dtype is not _INT64
             or not _fusable(logits, reduction, axis)
             or (ignore_index is not None and type(ignore_index) is not int)
         ):
@@ -353,11 +406,13 @@ class TorchBackend(Backend):
             ignore_index = _NO_IGNORE
         elif reduction == "mean":
             return None
-        try:  # (positional: F.cross_entropy's keyword parsing is a measurable part of a small call)
-            loss = F.cross_entropy(_up(logits), labels, None, None, ignore_index, None, reduction)
+        dtype = logits.dtype
+        half = dtype in _HALF  # (_up and _down, inline)
+        try:
+            loss = _cross_entropy(logits.float() if half else logits, labels, reduction, ignore_index)
         except (IndexError, RuntimeError, ValueError):
             return None
-        return _down(loss, logits.dtype)
+        return loss.to(dtype) if half else loss
 
     def _chunked_sparse(
         self, logits: Array, labels: Array, reduction: str, ignore_index: int | None
@@ -388,16 +443,24 @@ class TorchBackend(Backend):
         if not (_like(labels, logits) and _fusable(logits, reduction, axis)):
             return None
         try:
-            loss = F.cross_entropy(_up(logits), _up(labels), None, None, -100, None, reduction)
+            loss = _cross_entropy(_up(logits), _up(labels), reduction)
         except (RuntimeError, ValueError):
             return None
-        return None if bool(loss.isnan().any()) else _down(loss, logits.dtype)
+        # (one sum and a read: a NaN entry makes it NaN; an inf - inf that the
+        # sum alone makes, under labels of both signs, only costs the general path)
+        return None if math.isnan(float(loss if reduction != "none" else loss.sum())) else _down(loss, logits.dtype)
 
     def fused_sigmoid(self, logits: Array, labels: Array, reduction: str) -> Array | None:
-        # The general path's own node (_BinaryNLL), without the front end.
+        # The general path's own node (_BinaryNLL), without the front end; small
+        # inputs that no autodiff records, without the node (_small_binary_nll).
         if not (_like(labels, logits) and _fusable(logits, reduction)):
             return None
-        loss = _BinaryNLL.apply(_up(logits), _up(labels), None)
+        z, y = _up(logits), _up(labels)
+        if z.numel() < _SUM_CHECK_MIN and not _recorded(z, y):
+            loss = _small_binary_nll(z, y, reduction)
+            if loss is not None:
+                return _down(loss, logits.dtype)
+        loss = _BinaryNLL.apply(z, y, None)
         if reduction != "none":
             loss = loss.sum() if reduction == "sum" else loss.mean()
         return _down(loss, logits.dtype)

@@ -86,6 +86,30 @@ def test_torch_fused_envelope():
     assert be.fused_sparse(z, y, -1, "average", None) is None  # unknown reduction
 
 
+def test_torch_fused_calls_are_seen_by_a_torch_function_mode():
+    # The fast paths call torch's C++ loss directly, but not under a
+    # TorchFunctionMode: it sees F.cross_entropy, as from the native call.
+    torch = _torch()
+    from torch.overrides import TorchFunctionMode
+
+    class Seen(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.funcs = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.funcs.append(func)
+            return func(*args, **(kwargs or {}))
+
+    z, y, soft = torch.from_numpy(Z), torch.from_numpy(Y), torch.from_numpy(np.abs(Z))
+    with Seen() as mode:
+        sparse = xent.sparse_softmax_cross_entropy(z, y, reduction="mean")
+        dense = xent.softmax_cross_entropy(z, soft, reduction="sum")
+    assert mode.funcs.count(torch.nn.functional.cross_entropy) == 2
+    assert_close(sparse, ref.sparse(Z, Y, reduction="mean"), num_classes=7, reduced=24)
+    assert_close(dense, ref.dense(Z, np.abs(Z), reduction="sum"), num_classes=7, reduced=24)
+
+
 def test_torch_all_ignored_mean_is_zero_with_zero_gradient():
     torch = _torch()
     z = torch.from_numpy(Z).requires_grad_(True)
@@ -201,7 +225,8 @@ def test_torch_fused_dense_and_sigmoid_envelope():
     # is finite there, so that result is declined and the general path runs:
     z_inf, y0 = z.clone(), soft.clone()
     z_inf[0, 2], y0[0, 2] = -np.inf, 0.0
-    assert be.fused_dense(z_inf, y0, -1, "sum") is None
+    for reduction in REDUCTIONS:
+        assert be.fused_dense(z_inf, y0, -1, reduction) is None
     assert np.isfinite(xent.softmax_cross_entropy(z_inf, y0, reduction="sum").item())
     for args in [(z, soft.double(), -1, "none"),  # labels of another dtype
                  (z, soft[:, :3], -1, "none"),  # shape mismatch: the general path raises
@@ -248,6 +273,46 @@ def test_torch_sigmoid_node_autograd_modes():
     jac = torch.func.jacfwd(total, argnums=(0, 1))(torch.tensor(z), torch.tensor(y))
     np.testing.assert_allclose(jac[0].numpy(), want_z, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(jac[1].numpy(), want_y, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_torch_small_sigmoid_without_autodiff(dtype, reduction):
+    # Small inputs that no autodiff records skip the node (_small_binary_nll,
+    # unguarded): the same values, and the node's where the result is NaN.
+    torch = _torch()
+    t = getattr(torch, dtype)
+    z, y, _ = _sigmoid_inputs(torch)
+    zt, yt = torch.tensor(z).to(t), torch.tensor(y).to(t)
+    zr, yr = zt.double().numpy(), yt.double().numpy()
+    reduced = 1 if reduction == "none" else z.size
+    with torch.no_grad():
+        out = xent.sigmoid_cross_entropy(zt, yt, reduction=reduction)
+    assert out.dtype == t
+    assert_close(out, ref.sigmoid(zr, yr, reduction=reduction), reduced=reduced)
+    zt[0, :3], yt[0, :3] = torch.tensor([np.inf, -np.inf, -np.inf]), torch.tensor([1.0, 0.0, 0.25])
+    zr, yr = zt.double().numpy(), yt.double().numpy()
+    want = ref.sigmoid(np.where(np.isinf(zr), 0.0, zr), yr)
+    want[0, :3] = [0.0, 0.0, np.inf]  # an infinite logit its label agrees with gives 0
+    want = want if reduction == "none" else want.sum() / (z.size if reduction == "mean" else 1)
+    out = xent.sigmoid_cross_entropy(zt, yt, reduction=reduction)
+    assert_close(out, want, reduced=reduced)
+    zt[0, 0] = np.nan
+    assert np.isnan(xent.sigmoid_cross_entropy(zt, yt, reduction=reduction).float().numpy()).any()
+
+
+def test_torch_small_sigmoid_forward_mode_on_dual_tensors():
+    # Dual tensors do not require grad: forward mode must still get the node's
+    # derivative, σ(z) - y, also at z = 0 (where |z| has none).
+    torch = _torch()
+    import torch.autograd.forward_ad as fwad
+
+    z, y, _ = _sigmoid_inputs(torch)
+    tangent = np.random.default_rng(4).standard_normal(z.shape)
+    with fwad.dual_level():
+        dual = fwad.make_dual(torch.tensor(z), torch.tensor(tangent))
+        jvp = fwad.unpack_dual(xent.sigmoid_cross_entropy(dual, torch.tensor(y), reduction="sum")).tangent
+    np.testing.assert_allclose(float(jvp), (ref.sigmoid_grads(z, y)[0] * tangent).sum(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("with_pw", [False, True])

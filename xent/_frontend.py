@@ -83,14 +83,6 @@ def predictions(x: Any, name: str, *, cast: bool = True) -> Predictions:
     return Predictions(backend, value, dtype, compute, backend.shape(x), name)
 
 
-def fused(method: str, predictions: Any, *args: Any) -> Array | None:
-    """``Backend.<method>(predictions, *args)`` (a fast path: ``fused_sparse``,
-    ``fused_dense``, ``fused_sigmoid``) for the predictions' backend, or
-    ``None`` where there is none or it declines."""
-    be = backend_for(predictions)
-    return None if be is None else getattr(be, method)(predictions, *args)
-
-
 def compiled(
     loss: Any, logits: Any, labels: Any, *, class_ids: bool = False, **options: Any
 ) -> Array | None:

@@ -60,8 +60,9 @@ def softmax_cross_entropy(
     >>> xent.softmax_cross_entropy(logits, labels).round(5)
     array([1.41437, 1.66425], dtype=float32)
     """
-    if not label_smoothing and weights is None:
-        fused = fe.fused("fused_dense", logits, labels, axis, reduction)
+    if not label_smoothing and weights is None and (backend := fe.backend_for(logits)) is not None:
+        # Fast path: one native call where its semantics are exactly ours (torch, TF).
+        fused = backend.fused_dense(logits, labels, axis, reduction)
         if fused is not None:
             return fused
     out = fe.compiled(
@@ -140,9 +141,14 @@ def sparse_softmax_cross_entropy(
     ...                                         reduction="mean").round(6))
     0.464369
     """
-    if not (label_smoothing or z_loss) and class_weights is weights is logit_softcap is None:
+    if (
+        not (label_smoothing or z_loss)
+        and class_weights is weights is logit_softcap is None
+        and (backend := fe.backend_for(logits)) is not None
+    ):
         # Fast path: one native call where its semantics are exactly ours (torch, TF).
-        fused = fe.fused("fused_sparse", logits, labels, axis, reduction, ignore_index)
+        # (Arguments spelled out: a *args call costs ~0.7 us more here.)
+        fused = backend.fused_sparse(logits, labels, axis, reduction, ignore_index)
         if fused is not None:
             return fused
     # Or the whole loss as one compiled program (JAX).
@@ -220,8 +226,8 @@ def sigmoid_cross_entropy(
     >>> xent.sigmoid_cross_entropy(np.array([12.0, 3.0, -np.inf]), np.array([1.0, 0.0, 0.0]))
     array([6.14419348e-06, 3.04858735e+00, 0.00000000e+00])
     """
-    if not label_smoothing and pos_weight is weights is None:
-        fused = fe.fused("fused_sigmoid", logits, labels, reduction)
+    if not label_smoothing and pos_weight is weights is None and (backend := fe.backend_for(logits)) is not None:
+        fused = backend.fused_sigmoid(logits, labels, reduction)
         if fused is not None:
             return fused
     out = fe.compiled(
