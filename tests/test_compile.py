@@ -253,3 +253,34 @@ def test_jax_vmap():
     out = jax.vmap(lambda z, y: xent.sparse_softmax_cross_entropy(z, y, reduction="mean"))(zs, ys)
     want = [ref.sparse(zs[i], ys[i], reduction="mean") for i in range(2)]
     np.testing.assert_allclose(np.asarray(out), want, rtol=1e-6)
+
+
+def test_tf_autograph_converts_every_loss(monkeypatch):
+    # Under tf.function (AutoGraph on, its default) every xent function a loss
+    # calls must convert: one that cannot runs as it is, and TF logs a warning
+    # for it on every trace (an assignment expression did that once).
+    tf = pytest.importorskip("tensorflow")
+    from tensorflow.python.autograph.impl import api
+
+    fallbacks = []
+    fall_back = api._fall_back_unconverted
+
+    def record(f, args, kwargs, options, exc):
+        fallbacks.append((getattr(f, "__module__", None) or "", getattr(f, "__qualname__", f), exc))
+        return fall_back(f, args, kwargs, options, exc)
+
+    monkeypatch.setattr(api, "_fall_back_unconverted", record)
+    z, soft = tf.constant(Z), tf.constant(SOFT / SOFT.sum(-1, keepdims=True))
+    labels = tf.constant(np.argmax(SOFT, -1))
+    calls = [
+        lambda: xent.sparse_softmax_cross_entropy(z, labels, reduction="mean"),
+        lambda: xent.sparse_softmax_cross_entropy(z, labels, label_smoothing=0.1, z_loss=1e-4),
+        lambda: xent.softmax_cross_entropy(z, soft, reduction="sum"),
+        lambda: xent.sigmoid_cross_entropy(z, soft, reduction="mean"),
+        lambda: xent.binary_cross_entropy(tf.sigmoid(z), soft),
+        lambda: xent.categorical_cross_entropy(tf.nn.softmax(z), soft),
+        lambda: xent.sparse_categorical_cross_entropy(tf.nn.softmax(z), labels),
+    ]
+    for call in calls:
+        tf.function(call)()
+    assert not [f for f in fallbacks if f[0].startswith("xent")], fallbacks

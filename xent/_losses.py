@@ -60,7 +60,10 @@ def softmax_cross_entropy(
     >>> xent.softmax_cross_entropy(logits, labels).round(5)
     array([1.41437, 1.66425], dtype=float32)
     """
-    if not label_smoothing and weights is None and (backend := fe.backend_for(logits)) is not None:
+    # (No assignment expressions in the losses: AutoGraph, which converts them
+    # under tf.function, cannot, and logs a warning for each.)
+    backend = fe.backend_for(logits)
+    if backend is not None and not label_smoothing and weights is None:
         # Fast path: one native call where its semantics are exactly ours (torch, TF).
         fused = backend.fused_dense(logits, labels, axis, reduction)
         if fused is not None:
@@ -141,10 +144,11 @@ def sparse_softmax_cross_entropy(
     ...                                         reduction="mean").round(6))
     0.464369
     """
+    backend = fe.backend_for(logits)
     if (
-        not (label_smoothing or z_loss)
+        backend is not None
+        and not (label_smoothing or z_loss)
         and class_weights is weights is logit_softcap is None
-        and (backend := fe.backend_for(logits)) is not None
     ):
         # Fast path: one native call where its semantics are exactly ours (torch, TF).
         # (Arguments spelled out: a *args call costs ~0.7 us more here.)
@@ -226,7 +230,8 @@ def sigmoid_cross_entropy(
     >>> xent.sigmoid_cross_entropy(np.array([12.0, 3.0, -np.inf]), np.array([1.0, 0.0, 0.0]))
     array([6.14419348e-06, 3.04858735e+00, 0.00000000e+00])
     """
-    if not label_smoothing and pos_weight is weights is None and (backend := fe.backend_for(logits)) is not None:
+    backend = fe.backend_for(logits)
+    if backend is not None and not label_smoothing and pos_weight is weights is None:
         fused = backend.fused_sigmoid(logits, labels, reduction)
         if fused is not None:
             return fused
