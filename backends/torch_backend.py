@@ -448,7 +448,8 @@ class TorchBackend(Backend):
             return None
         # (one sum and a read: a NaN entry makes it NaN; an inf - inf that the
         # sum alone makes, under labels of both signs, only costs the general path)
-        return None if math.isnan(float(loss if reduction != "none" else loss.sum())) else _down(loss, logits.dtype)
+        check = loss.detach() if loss.requires_grad else loss  # (float() of one that requires grad warns)
+        return None if math.isnan(float(check if reduction != "none" else check.sum())) else _down(loss, logits.dtype)
 
     def fused_sigmoid(self, logits: Array, labels: Array, reduction: str) -> Array | None:
         # The general path's own node (_BinaryNLL), without the front end; small

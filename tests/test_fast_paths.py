@@ -86,6 +86,22 @@ def test_torch_fused_envelope():
     assert be.fused_sparse(z, y, -1, "average", None) is None  # unknown reduction
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_torch_fast_paths_in_a_training_step_warn_nothing(reduction):
+    # (torch warns when a tensor that requires grad is read as a Python number)
+    torch = _torch()
+    import warnings
+
+    z = torch.tensor(Z, requires_grad=True)
+    soft, binary, y = torch.from_numpy(SOFT), torch.from_numpy(BIN), torch.from_numpy(Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for loss in (xent.softmax_cross_entropy(z, soft, reduction=reduction),
+                     xent.sparse_softmax_cross_entropy(z, y, reduction=reduction),
+                     xent.sigmoid_cross_entropy(z, binary, reduction=reduction)):
+            loss.sum().backward()
+
+
 def test_torch_fused_calls_are_seen_by_a_torch_function_mode():
     # The fast paths call torch's C++ loss directly, but not under a
     # TorchFunctionMode: it sees F.cross_entropy, as from the native call.
