@@ -155,7 +155,7 @@ def _small_binary_nll(z: Array, y: Array, reduction: str) -> Array | None:
     a = z.abs()
     one = _ONES.get(z.dtype)
     if one is None:  # (a 0-d tensor: a Python scalar operand is wrapped afresh on every op, ~3 us)
-        one = _ONES[z.dtype] = torch.ones((), dtype=z.dtype)
+        one = _ONES[z.dtype] = torch.ones((), dtype=z.dtype, device="cpu")  # (not a torch.device context's)
     loss = torch.where(torch.signbit(z), y, one - y).mul_(a).sub_(F.logsigmoid(a))
     if reduction != "none":
         loss = loss.sum() if reduction == "sum" else loss.mean()

@@ -317,6 +317,19 @@ def test_torch_small_sigmoid_without_autodiff(dtype, reduction):
     assert np.isnan(xent.sigmoid_cross_entropy(zt, yt, reduction=reduction).float().numpy()).any()
 
 
+def test_torch_small_sigmoid_under_a_device_context(monkeypatch):
+    # (its cached constant is made on the CPU, not on a torch.device context's device)
+    torch = _torch()
+    from xent.backends import torch_backend
+
+    monkeypatch.setattr(torch_backend, "_ONES", {})
+    z, y, _ = _sigmoid_inputs(torch)
+    with torch.device("meta"), torch.no_grad():
+        out = xent.sigmoid_cross_entropy(torch.tensor(z, device="cpu"), torch.tensor(y, device="cpu"), reduction="sum")
+    assert out.is_cpu
+    assert_close(out, ref.sigmoid(z, y, reduction="sum"), reduced=z.size)
+
+
 def test_torch_small_sigmoid_forward_mode_on_dual_tensors():
     # Dual tensors do not require grad: forward mode must still get the node's
     # derivative, σ(z) - y, also at z = 0 (where |z| has none).
