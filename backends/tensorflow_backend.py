@@ -291,7 +291,7 @@ class TensorflowBackend(Backend):
         # fused op and tf.reduce_mean/sum, exactly the native anchor (its kernel
         # computes the gradient with the loss; a tape over the compiled call runs
         # a separate backward, and its forward writes out copies of the inputs
-        # for it: measured 1.04-1.3x of the native op). Only where its semantics
+        # for it: measured 1.13-1.5x of the native op at 4096x32000). Only where its semantics
         # are xent's: every row of labels sums to 1 (its logits gradient is
         # softmax - y, xent's Σy·softmax - y; within _DENSE_SUM_EPS eps, under
         # the rounding of xent's own formula), and no row's loss is NaN (a zero

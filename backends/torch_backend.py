@@ -159,7 +159,16 @@ def _small_binary_nll(z: Array, y: Array, reduction: str) -> Array | None:
     loss = torch.where(torch.signbit(z), y, one - y).mul_(a).sub_(F.logsigmoid(a))
     if reduction != "none":
         loss = loss.sum() if reduction == "sum" else loss.mean()
-    return None if math.isnan(float(loss if reduction != "none" else loss.sum())) else loss
+    return None if _nan_in(loss, reduction) else loss
+
+
+def _nan_in(loss: Array, reduction: str) -> bool:
+    """Whether a fast path's result has a NaN, in one read: the value itself, or
+    for ``"none"`` its sum (an ``inf - inf`` that only the sum makes, under
+    labels of both signs, costs the general path, nothing else). Read detached:
+    ``float()`` of a tensor that requires grad warns."""
+    check = loss.detach() if loss.requires_grad else loss
+    return math.isnan(float(check if reduction != "none" else check.sum()))
 
 
 class _BinaryNLL(torch.autograd.Function):
@@ -446,10 +455,7 @@ class TorchBackend(Backend):
             loss = _cross_entropy(_up(logits), _up(labels), reduction)
         except (RuntimeError, ValueError):
             return None
-        # (one sum and a read: a NaN entry makes it NaN; an inf - inf that the
-        # sum alone makes, under labels of both signs, only costs the general path)
-        check = loss.detach() if loss.requires_grad else loss  # (float() of one that requires grad warns)
-        return None if math.isnan(float(check if reduction != "none" else check.sum())) else _down(loss, logits.dtype)
+        return None if _nan_in(loss, reduction) else _down(loss, logits.dtype)
 
     def fused_sigmoid(self, logits: Array, labels: Array, reduction: str) -> Array | None:
         # The general path's own node (_BinaryNLL), without the front end; small
