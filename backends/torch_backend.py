@@ -136,13 +136,30 @@ def _softplus_neg(z: Array) -> Array:
     return F.logsigmoid(z).neg_() if _inplace(z) else -F.logsigmoid(z)
 
 
+def _forward_mode() -> bool:
+    """Whether a forward-mode dual level is open (dual tensors do not say
+    ``requires_grad``; the chunked kernels have no ``jvp``)."""
+    return getattr(_forward_ad, "_current_level", 0) >= 0
+
+
 def _recorded(*tensors: Array) -> bool:
     """Whether autodiff may record ops on ``tensors``: reverse mode (grad mode on
-    and one requires grad) or forward mode (a dual level is open: dual tensors
-    do not say ``requires_grad``)."""
-    return (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)) or getattr(
-        _forward_ad, "_current_level", 0
-    ) >= 0
+    and one requires grad) or forward mode."""
+    return (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)) or _forward_mode()
+
+
+def _chunked(logits: Array) -> bool:
+    """Whether a softmax loss takes its chunked kernel (torch_linear): large
+    ``[N, C]`` logits, outside forward mode."""
+    return logits.ndim == 2 and logits.numel() > _CHUNKED_MIN and not _forward_mode()
+
+
+def _reduce(loss: Array, reduction: str, count: int) -> Array:
+    """A chunked kernel's per-row ``loss`` reduced: the mean is over ``count``
+    entries (0 when there are none)."""
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.sum() / max(count, 1)
 
 
 def _small_binary_nll(z: Array, y: Array, reduction: str) -> Array | None:
@@ -407,7 +424,7 @@ class TorchBackend(Backend):
             or (ignore_index is not None and type(ignore_index) is not int)
         ):
             return None
-        if logits.ndim == 2 and logits.numel() > _CHUNKED_MIN:
+        if _chunked(logits):
             if labels.shape != logits.shape[:1] or not labels.is_cpu:
                 return None  # (the general path names the mismatch)
             return self._chunked_sparse(logits, labels, reduction, ignore_index)
@@ -439,22 +456,24 @@ class TorchBackend(Backend):
         if kept == labels.shape[0]:
             keep = None
         loss = chunked_sparse_nll(logits, labels if keep is None else labels.masked_fill(~keep, 0), keep)
-        if reduction == "sum":
-            loss = loss.sum()
-        elif reduction == "mean":  # Σ loss / (entries kept); 0 when none is
-            loss = loss.sum() / max(kept, 1)
-        return _down(loss, logits.dtype)
+        return _down(_reduce(loss, reduction, kept), logits.dtype)
 
     def fused_dense(self, logits: Array, labels: Array, axis: int, reduction: str) -> Array | None:
-        # F.cross_entropy with probability targets, reduction included, unless
-        # its result has a NaN (a zero label under a -inf logit, where xent's
-        # loss is finite; or NaN inputs, which the general path gives again).
+        # F.cross_entropy with probability targets, reduction included (large
+        # logits: the chunked kernel), unless its result has a NaN (a zero
+        # label under a -inf logit, where xent's loss is finite; or NaN inputs,
+        # which the general path gives again).
         if not (_like(labels, logits) and _fusable(logits, reduction, axis)):
             return None
-        try:
-            loss = _cross_entropy(_up(logits), _up(labels), reduction)
-        except (RuntimeError, ValueError):
-            return None
+        if _chunked(logits) and labels.is_cpu:
+            from .torch_linear import chunked_dense_nll
+
+            loss = _reduce(chunked_dense_nll(logits, labels), reduction, logits.shape[0])
+        else:
+            try:
+                loss = _cross_entropy(_up(logits), _up(labels), reduction)
+            except (RuntimeError, ValueError):
+                return None
         return None if _nan_in(loss, reduction) else _down(loss, logits.dtype)
 
     def fused_sigmoid(self, logits: Array, labels: Array, reduction: str) -> Array | None:

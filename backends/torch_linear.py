@@ -210,8 +210,27 @@ def linear_cross_entropy_chunks(be: Backend, h: Array, W: Array, b: Array | None
     return _LinearCrossEntropy.apply(h, W, b, y.long(), cw, be, plan)
 
 
-#: values per chunk of :class:`_ChunkedSparseNLL` (4 MiB of float32: cache-sized).
+#: values per chunk of the chunked softmax losses (4 MiB of float32: cache-sized).
 _CHUNK_ELEMENTS = 1 << 20
+
+
+def _chunk_plan(z: Array) -> tuple[torch.dtype, int, _Buffers]:
+    """The compute dtype of logits ``z [N, C]`` (float32 for half types), the
+    rows per chunk and the chunks' reused buffers."""
+    n, c = z.shape
+    compute = torch.float64 if z.dtype == torch.float64 else torch.float32
+    chunk = max(1, _CHUNK_ELEMENTS // max(c, 1))
+    return compute, chunk, _Buffers(min(chunk, n), c, z.device, True)
+
+
+def _spans(n: int, chunk: int) -> Any:
+    """``(start, stop)`` of each chunk of ``n`` rows."""
+    return ((start, min(start + chunk, n)) for start in range(0, n, chunk))
+
+
+def _per_row(z: Array, compute: torch.dtype, count: int) -> list[Array]:
+    """``count`` empty per-row vectors ``[N]`` of the compute dtype."""
+    return [torch.empty(z.shape[0], dtype=compute, device=z.device) for _ in range(count)]
 
 
 def _chunk_shifted(z: Array, start: int, stop: int, m: Array | None, compute: torch.dtype,
@@ -222,6 +241,12 @@ def _chunk_shifted(z: Array, start: int, stop: int, m: Array | None, compute: to
     if m is None:
         m = d.amax(1, keepdim=True)
     return d.sub_(m), m
+
+
+def _chunk_of(y: Array, start: int, stop: int, compute: torch.dtype, bufs: _Buffers) -> Array:
+    """``y[start:stop]`` in the compute dtype (upcast into a reused buffer)."""
+    rows = y[start:stop]
+    return rows if rows.dtype == compute else bufs.get("y", stop - start, compute).copy_(rows)
 
 
 class _ChunkedSparseNLL(torch.autograd.Function):
@@ -239,19 +264,15 @@ class _ChunkedSparseNLL(torch.autograd.Function):
     fresh allocation whose page faults cost more than a pass over it.
     Rows whose ``keep`` is False (``ignore_index``) get loss 0 and gradient 0;
     ``y`` must be in ``[0, C)`` everywhere, which the caller makes sure of.
+    A backward pass that is itself recorded (``create_graph=True``) is the
+    same formula in differentiable whole-array ops.
     """
 
     @staticmethod
     def forward(ctx: Any, z: Array, y: Array, keep: Array | None) -> Array:  # type: ignore[override]
-        n, c = z.shape
-        compute = torch.float64 if z.dtype == torch.float64 else torch.float32
-        chunk = max(1, _CHUNK_ELEMENTS // max(c, 1))
-        bufs = _Buffers(min(chunk, n), c, z.device, True)
-        loss = torch.empty(n, dtype=compute, device=z.device)
-        m_all = torch.empty(n, dtype=compute, device=z.device)
-        sumexp_all = torch.empty(n, dtype=compute, device=z.device)
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
+        compute, chunk, bufs = _chunk_plan(z)
+        loss, m_all, sumexp_all = _per_row(z, compute, 3)
+        for start, stop in _spans(z.shape[0], chunk):
             d, m = _chunk_shifted(z, start, stop, None, compute, bufs)
             picked = d.gather(1, y[start:stop, None])[:, 0]
             sumexp = d.exp_().sum(1)
@@ -266,15 +287,15 @@ class _ChunkedSparseNLL(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, go: Array) -> tuple[Array | None, ...]:  # type: ignore[override]
         z, y, keep, m_all, sumexp_all = ctx.saved_tensors
-        n, c = z.shape
-        chunk = ctx.chunk
         if keep is not None:
             go = torch.where(keep, go, 0.0)
         go = go.to(m_all.dtype)
-        bufs = _Buffers(min(chunk, n), c, z.device, True)
+        if torch.is_grad_enabled():  # a recorded backward (second order)
+            g = torch.softmax(z.to(go.dtype), 1) * go[:, None]
+            return g.scatter_add(1, y[:, None], -go[:, None]).to(z.dtype), None, None
+        _, _, bufs = _chunk_plan(z)
         dz = torch.empty_like(z)
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
+        for start, stop in _spans(z.shape[0], ctx.chunk):
             d, _ = _chunk_shifted(z, start, stop, m_all[start:stop, None], m_all.dtype, bufs)
             gc = go[start:stop]
             g = d.exp_().mul_((gc / sumexp_all[start:stop])[:, None])  # g·softmax
@@ -287,3 +308,67 @@ def chunked_sparse_nll(z: Array, y: Array, keep: Array | None) -> Array:
     """Per-row loss (compute dtype) of ``z [N, C]`` and in-range int64 ``y [N]``
     (rows where ``keep`` is False: 0); see :class:`_ChunkedSparseNLL`."""
     return _ChunkedSparseNLL.apply(z, y, keep)
+
+
+class _ChunkedDenseNLL(torch.autograd.Function):
+    """``-Σ_c y_c · log_softmax(z)_c`` per row for logits and labels ``[N, C]``
+    on the CPU, chunk by chunk as :class:`_ChunkedSparseNLL`: the general
+    path's ``log Σ exp(z - m) · Σ y - Σ y · (z - m)`` on cache-sized chunks,
+    half inputs upcast chunk by chunk, each result rounded once. Its ``0·-inf``
+    (a zero label under a ``-inf`` logit, 0 in xent) is NaN here, as is every
+    NaN input: the caller sends a NaN result to the general path.
+
+    Gradients: ``g·((Σ y)·softmax - y)`` for the logits (the true gradient, not
+    tf.nn's ``softmax - y``) and ``g·(log Σ exp(z - m) - (z - m))`` for the
+    labels, each formed per chunk in the compute dtype; a recorded backward
+    (``create_graph=True``) is the same in differentiable whole-array ops.
+    Peak memory beyond the inputs is one chunk (and the gradients); torch's
+    ``F.cross_entropy`` keeps a logits-sized ``log_softmax`` and a product.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Array, y: Array) -> Array:  # type: ignore[override]
+        compute, chunk, bufs = _chunk_plan(z)
+        loss, m_all, lse_all, ysum_all = _per_row(z, compute, 4)
+        for start, stop in _spans(z.shape[0], chunk):
+            d, m = _chunk_shifted(z, start, stop, None, compute, bufs)
+            yc = _chunk_of(y, start, stop, compute, bufs)
+            picked = torch.linalg.vecdot(yc, d, dim=1)
+            ysum = yc.sum(1)
+            lse = d.exp_().sum(1).log_()
+            torch.sub(lse * ysum, picked, out=loss[start:stop])
+            m_all[start:stop], lse_all[start:stop], ysum_all[start:stop] = m[:, 0], lse, ysum
+        ctx.save_for_backward(z, y, m_all, lse_all, ysum_all)
+        ctx.chunk = chunk
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, go: Array) -> tuple[Array | None, ...]:  # type: ignore[override]
+        z, y, m_all, lse_all, ysum_all = ctx.saved_tensors
+        want_z, want_y = ctx.needs_input_grad
+        go = go.to(m_all.dtype)
+        if torch.is_grad_enabled():  # a recorded backward (second order)
+            zc, yc, g = z.to(go.dtype), y.to(go.dtype), go[:, None]
+            log_s = torch.logsumexp(zc, 1, keepdim=True)
+            dz = (g * (torch.exp(zc - log_s) * yc.sum(1, keepdim=True) - yc)).to(z.dtype) if want_z else None
+            return dz, (g * (log_s - zc)).to(y.dtype) if want_y else None
+        compute, _, bufs = _chunk_plan(z)
+        dz = torch.empty_like(z) if want_z else None
+        dy = torch.empty_like(y) if want_y else None
+        for start, stop in _spans(z.shape[0], ctx.chunk):
+            d, _ = _chunk_shifted(z, start, stop, m_all[start:stop, None], compute, bufs)
+            gc = go[start:stop, None]
+            if dy is not None:  # g·(lse - (z - m)), before d is overwritten
+                diff = torch.sub(lse_all[start:stop, None], d, out=bufs.get("t", stop - start, compute))
+                dy[start:stop].copy_(diff.mul_(gc))
+            if dz is not None:  # g·(Σy·exp(z - m - lse) - y)
+                scale = gc * ysum_all[start:stop, None]
+                d.sub_(lse_all[start:stop, None]).exp_().mul_(scale)
+                dz[start:stop].copy_(d.addcmul_(_chunk_of(y, start, stop, compute, bufs), gc, value=-1))
+        return dz, dy
+
+
+def chunked_dense_nll(z: Array, y: Array) -> Array:
+    """Per-row loss (compute dtype) of ``z [N, C]`` and real labels ``y [N, C]``
+    of its dtype; see :class:`_ChunkedDenseNLL`."""
+    return _ChunkedDenseNLL.apply(z, y)

@@ -211,6 +211,117 @@ def test_torch_large_sparse_bad_labels_raise(chunked):
         xent.sparse_softmax_cross_entropy(z, y, ignore_index=-100, reduction="sum")
 
 
+def _hvp_rows(p: np.ndarray, v: np.ndarray, scale: np.ndarray | float = 1.0) -> np.ndarray:
+    """``scale·(p⊙v - p·Σ p⊙v)`` per row: the logits' Hessian of a softmax
+    cross-entropy (labels summing to ``scale``) applied to ``v``."""
+    return scale * (p * v - p * (p * v).sum(-1, keepdims=True))
+
+
+def test_torch_large_sparse_second_order_and_forward_mode(chunked):
+    # A recorded backward (create_graph=True) of the chunked kernel is
+    # differentiable; forward mode (no jvp in the kernel) leaves it for the
+    # fused call. Against float64 formulas.
+    torch = _torch()
+    import torch.autograd.forward_ad as fwAD
+
+    r = np.random.default_rng(12)
+    zr, v = r.standard_normal((300, 256)) * 3, r.standard_normal((300, 256))
+    y = r.integers(0, 256, 300)
+    z = torch.from_numpy(zr).requires_grad_(True)
+    (g,) = torch.autograd.grad(xent.sparse_softmax_cross_entropy(z, torch.from_numpy(y), reduction="sum"),
+                               z, create_graph=True)
+    (hv,) = torch.autograd.grad((g * torch.from_numpy(v)).sum(), z)
+    assert_close(g, ref.sparse_grad(zr, y), num_classes=256)
+    assert_close(hv, _hvp_rows(np.exp(ref.log_softmax(zr, axis=-1)), v), num_classes=256)
+    with fwAD.dual_level():
+        out = xent.sparse_softmax_cross_entropy(fwAD.make_dual(torch.from_numpy(zr), torch.from_numpy(v)),
+                                                torch.from_numpy(y), reduction="sum")
+        tangent = fwAD.unpack_dual(out).tangent
+    assert_close(tangent, (ref.sparse_grad(zr, y) * v).sum(), num_classes=256, reduced=300)
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32", "float64"])
+def test_torch_large_dense_is_chunked(monkeypatch, chunked, dtype, reduction, chunk_rows):
+    # Large dense losses take the chunked kernel (torch_linear._ChunkedDenseNLL),
+    # half types in float32: values rounded once, the logits' and the labels'
+    # gradients against float64, for labels that do not sum to 1 (the true
+    # gradient is Σy·softmax - y).
+    torch = _torch()
+    from xent.backends import torch_linear
+
+    if chunk_rows:  # several chunks, the last one short
+        monkeypatch.setattr(torch_linear, "_CHUNK_ELEMENTS", chunk_rows * 256)
+    calls, kernel = [], torch_linear.chunked_dense_nll
+    monkeypatch.setattr(torch_linear, "chunked_dense_nll", lambda *a: calls.append(1) or kernel(*a))
+    r = np.random.default_rng(13)
+    t = getattr(torch, dtype)
+    soft = r.random((300, 256))
+    soft /= soft.sum(-1, keepdims=True)
+    soft[1::2] *= 2.5  # half the rows sum to 1, half to 2.5 (a float16 sum stays finite)
+    z = torch.from_numpy(r.standard_normal((300, 256)) * 3).to(t).requires_grad_(True)
+    y = torch.from_numpy(soft).to(t).requires_grad_(True)
+    zr, yr = z.detach().double().numpy(), y.detach().double().numpy()
+    out = xent.softmax_cross_entropy(z, y, reduction=reduction)
+    assert calls == [1] and out.dtype == t
+    want = ref.dense(zr, yr, reduction=reduction)
+    assert_close(out, want, num_classes=256, reduced=1 if reduction == "none" else 300)
+    if dtype in ("bfloat16", "float16") and reduction == "none":
+        unit = 1.0 if dtype == "bfloat16" else 2.0**-3  # float16 has 3 more bits
+        assert _bf16_ulps(out.detach().double().numpy(), want) <= 0.5 * unit + 1e-4
+    (out.sum() if reduction == "none" else out).backward()
+    gz, gy = ref.dense_grads(zr, yr, reduction="sum" if reduction == "none" else reduction)
+    assert z.grad.dtype == y.grad.dtype == t
+    assert_close(z.grad, gz, num_classes=256)
+    assert_close(y.grad, gy, num_classes=256)
+
+
+def test_torch_large_dense_limits_second_order_and_forward_mode(monkeypatch, chunked):
+    # The chunked dense kernel's NaN (a zero label under a -inf logit, 0 in
+    # xent) sends the call to the general path; a -inf logit under a non-zero
+    # label is an infinite loss in the kernel. A recorded backward is
+    # differentiable in both inputs; forward mode leaves the kernel. Against
+    # float64 formulas.
+    torch = _torch()
+    import torch.autograd.forward_ad as fwAD
+    from xent.backends import torch_linear
+
+    calls, kernel = [], torch_linear.chunked_dense_nll
+    monkeypatch.setattr(torch_linear, "chunked_dense_nll", lambda *a: calls.append(1) or kernel(*a))
+    r = np.random.default_rng(14)
+    zr, yr, v = r.standard_normal((300, 256)) * 3, r.random((300, 256)), r.standard_normal((300, 256))
+    yr *= r.uniform(0.5, 2.0, (300, 1)) / yr.sum(-1, keepdims=True)  # rows summing to 0.5-2
+    masked_z, masked_y = zr.copy(), yr.copy()
+    masked_z[0, 1], masked_y[0, 1] = -np.inf, 0.0  # loss finite
+    masked_z[1, 2] = -np.inf  # under a non-zero label: loss inf
+    z = torch.from_numpy(masked_z).requires_grad_(True)
+    out = xent.softmax_cross_entropy(z, torch.from_numpy(masked_y), reduction="none")
+    got = out.detach().numpy()
+    assert calls == [1] and np.isinf(got[1]) and np.isfinite(np.delete(got, 1)).all()
+    finite_z = np.where(np.isinf(masked_z), -1e30, masked_z)
+    assert_close(np.delete(got, 1), np.delete(ref.dense(finite_z, masked_y), 1), num_classes=256)
+    out[0].backward()
+    assert_close(z.grad[0], ref.dense_grads(finite_z[:1], masked_y[:1])[0][0], num_classes=256)
+    assert not z.grad[1:].abs().sum().item()
+
+    z, y = torch.from_numpy(zr).requires_grad_(True), torch.from_numpy(yr).requires_grad_(True)
+    gz, gy = torch.autograd.grad(xent.softmax_cross_entropy(z, y, reduction="sum"), (z, y), create_graph=True)
+    hz, hy = torch.autograd.grad((gz * torch.from_numpy(v)).sum(), (z, y))
+    assert len(calls) == 2
+    p = np.exp(ref.log_softmax(zr, axis=-1))
+    assert_close(gz, ref.dense_grads(zr, yr)[0], num_classes=256)
+    assert_close(gy, ref.dense_grads(zr, yr)[1], num_classes=256)
+    assert_close(hz, _hvp_rows(p, v, yr.sum(-1, keepdims=True)), num_classes=256)
+    assert_close(hy, (p * v).sum(-1, keepdims=True) - v, num_classes=256)
+    with fwAD.dual_level():
+        out = xent.softmax_cross_entropy(fwAD.make_dual(torch.from_numpy(zr), torch.from_numpy(v)),
+                                         torch.from_numpy(yr), reduction="sum")
+        tangent = fwAD.unpack_dual(out).tangent
+    assert len(calls) == 2
+    assert_close(tangent, (ref.dense_grads(zr, yr)[0] * v).sum(), num_classes=256, reduced=300)
+
+
 SOFT = rng.random((24, 7)).astype(np.float32)
 BIN = rng.random((24, 7)).astype(np.float32)
 
