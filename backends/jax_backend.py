@@ -47,13 +47,14 @@ def _apart(*xs: Array) -> Any:
     return jax.lax.optimization_barrier(xs)
 
 
-def _soft_nll_parts(z: Array, y: Array, axis: int, be: Backend) -> tuple[Array, Array, Array]:
+def _soft_nll_parts(z: Array, y: Array, axis: int, be: Backend, narrow: str | None) -> tuple[Array, Array, Array]:
     """The dense loss's rows as ``Σ y·(lse - s)`` with ``s = z - m`` (optax's
     form, which XLA fuses into one pass over the logits), and ``m``, ``Σ e^s``.
 
     Unguarded, a zero label under a ``-inf`` logit gives ``0·inf = NaN``, so
     where any row is NaN the shared guarded formula (``Backend.soft_nll``) computes
-    them all instead, under ``lax.cond`` (one branch runs): a NaN input or a
+    them all instead, under ``lax.cond`` (one branch runs, its operands held
+    ``narrow``: ``Backend.held_branch``): a NaN input or a
     ``-inf`` logit costs that formula's speed, never its answer. (The guard's
     select in the common case, or a clamp with an ``inf`` flag, kept XLA from
     fusing: a logits-sized temporary and 3-7x the time of optax's loss.)
@@ -62,12 +63,13 @@ def _soft_nll_parts(z: Array, y: Array, axis: int, be: Backend) -> tuple[Array, 
     total = jnp.sum(jnp.exp(z - m), axis, keepdims=True)
     zs, ms = _apart(z, m)
     rows = jnp.sum(y * (jnp.log(total) - (zs - ms)), axis)
-    rows = jax.lax.cond(jnp.isnan(rows).any(), lambda: Backend.soft_nll(be, z, y, axis), lambda: rows)
+    guarded = be.held_branch(narrow, lambda a, b: Backend.soft_nll(be, a, b, axis), z, y)
+    rows = jax.lax.cond(jnp.isnan(rows).any(), guarded, lambda: rows)
     return rows, m, total
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _soft_nll(z: Array, y: Array, axis: int, be: Backend) -> Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _soft_nll(z: Array, y: Array, axis: int, be: Backend, narrow: str | None) -> Array:
     """``Backend.soft_nll`` for JAX on the CPU: the same values and derivatives,
     fused by XLA.
 
@@ -77,14 +79,16 @@ def _soft_nll(z: Array, y: Array, axis: int, be: Backend) -> Array:
     ``∂/∂y = lse - s``, with ``s`` taken as 0 where it is infinite under a
     zero label. Forward mode, reverse mode (by transposition) and higher orders.
     """
-    return _soft_nll_parts(z, y, axis, be)[0]
+    return _soft_nll_parts(z, y, axis, be, narrow)[0]
 
 
 @functools.partial(_soft_nll.defjvp, symbolic_zeros=True)
-def _soft_nll_jvp(axis: int, be: Backend, primals: tuple[Array, Array], tangents: tuple[Any, Any]) -> Any:
+def _soft_nll_jvp(
+    axis: int, be: Backend, narrow: str | None, primals: tuple[Array, Array], tangents: tuple[Any, Any]
+) -> Any:
     z, y = primals
     dz, dy = tangents
-    rows, m, total = _soft_nll_parts(z, y, axis, be)
+    rows, m, total = _soft_nll_parts(z, y, axis, be, narrow)
     out = jnp.zeros_like(rows)
     if _given(dz):
         zs, ms = _apart(z, m)
@@ -105,13 +109,13 @@ def _binary_parts(z: Array) -> tuple[Array, Array, Array]:
     return jax.nn.softplus(-jnp.abs(z)), jnp.maximum(-z, 0.0), jnp.maximum(z, 0.0)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
-def _binary_nll(z: Array, y: Array, pw: Array | None, be: Backend) -> Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _binary_nll(z: Array, y: Array, pw: Array | None, be: Backend, narrow: str | None) -> Array:
     """``Backend.binary_nll`` for JAX on the CPU: the formula without its
     ``0·inf`` guards (XLA's CPU backend splits its fused loop at each select),
     which is NaN exactly where a guard was needed or an input is NaN; then,
     under ``lax.cond``, the guarded formula (``Backend.guarded_binary_nll``)
-    for the whole array.
+    for the whole array (its operands held ``narrow``: ``Backend.held_branch``).
 
     Derivatives written out (``lax.cond`` under ``jax.grad`` keeps both
     branches' residuals), equal to the guarded formula's:
@@ -124,14 +128,15 @@ def _binary_nll(z: Array, y: Array, pw: Array | None, be: Backend) -> Array:
     pos = y if pw is None else y * pw
     neg = 1.0 - y
     loss = (a if pw is None else a * (pos + neg)) + pos * relu_neg + neg * relu_pos
-    return jax.lax.cond(jnp.isnan(loss).any(), lambda: be.guarded_binary_nll(z, y, pw), lambda: loss)
+    guarded = be.held_branch(narrow, lambda a, b: be.guarded_binary_nll(a, b, pw), z, y)
+    return jax.lax.cond(jnp.isnan(loss).any(), guarded, lambda: loss)
 
 
 @functools.partial(_binary_nll.defjvp, symbolic_zeros=True)
-def _binary_nll_jvp(be: Backend, primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
+def _binary_nll_jvp(be: Backend, narrow: str | None, primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
     z, y, pw = primals
     dz, dy, dp = tangents
-    loss = _binary_nll(z, y, pw, be)
+    loss = _binary_nll(z, y, pw, be, narrow)
     out = jnp.zeros_like(loss)
     q = y if pw is None else y * pw
     if _given(dz):
@@ -203,18 +208,18 @@ class JaxBackend(Backend):
     def log_softmax(self, z: Array, axis: int) -> Array:
         return jax.nn.log_softmax(z, axis=axis)
 
-    def binary_nll(self, z: Array, y: Array, pos_weight: Array | None) -> Array:
+    def binary_nll(self, z: Array, y: Array, pos_weight: Array | None, narrow: str | None = None) -> Array:
         if jax.default_backend() != "cpu":  # (measured on XLA's CPU backend only)
             return super().binary_nll(z, y, pos_weight)
-        return _binary_nll(z, y, pos_weight, self)
+        return _binary_nll(z, y, pos_weight, self, narrow)
 
-    def soft_nll(self, z: Array, y: Array, axis: int) -> Array:
+    def soft_nll(self, z: Array, y: Array, axis: int, narrow: str | None = None) -> Array:
         # Large logits on XLA's CPU backend (where it was measured); elsewhere
         # the shared formula, which is as fast while its temporaries stay in
         # cache and does without the lax.cond (~10 µs in a small call).
         if jax.default_backend() != "cpu" or z.size < _SOFT_NLL_MIN:
             return super().soft_nll(z, y, axis)
-        return _soft_nll(z, y, axis, self)
+        return _soft_nll(z, y, axis, self, narrow)
 
     def compiled(self, fn: Any, *args: Array, **options: Any) -> Array | None:
         # Arrays (and tracers, e.g. under jax.grad: a jit composes with every

@@ -224,7 +224,7 @@ class NumpyBackend(Backend):
         out += np.maximum(x, 0)
         return out
 
-    def binary_nll(self, z: Array, y: Array, pos_weight: Array | None) -> Array:
+    def binary_nll(self, z: Array, y: Array, pos_weight: Array | None, narrow: str | None = None) -> Array:
         """The base class's short form, blocked and on the thread pool
         (:func:`_binary_nll`): no logits-sized temporary beyond the result."""
         z, y = np.asarray(z), np.asarray(y)
@@ -267,7 +267,7 @@ class NumpyBackend(Backend):
             return out.reshape(z.shape)
         return np.moveaxis(out.reshape(np.moveaxis(z, axis, -1).shape), -1, axis)
 
-    def soft_nll(self, z: Array, y: Array, axis: int) -> Array:
+    def soft_nll(self, z: Array, y: Array, axis: int, narrow: str | None = None) -> Array:
         """``-Σ y · log_softmax(z)`` from the blocked :meth:`log_softmax` (NumPy
         does not fuse: the base formula's reductions would each make a
         logits-sized temporary)."""

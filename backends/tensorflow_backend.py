@@ -60,14 +60,15 @@ _calls: dict[Any, int] = {}  # signature -> calls so far (-1: compiling failed, 
 _lock = threading.Lock()
 
 
-def _reduced_binary_nll(be: Backend, z: Array, y: Array, scale: float) -> Array:
+def _reduced_binary_nll(be: Backend, z: Array, y: Array, scale: float, narrow: str | None) -> Array:
     """``scale · Σ binary_nll(z, y)`` without ``pos_weight``, traced.
 
     The sum of the formula without its ``0·inf`` guards (XLA fuses it into one
     loop; the guarded formula's selects and its autodiff made the forward and
     backward 1.1-1.2x of the native loss's), NaN exactly where a guard was
     needed or an input is NaN: then, under ``tf.cond``, the guarded formula
-    (``Backend.guarded_binary_nll``). The derivatives are written out, the
+    (``Backend.guarded_binary_nll``; its operands held ``narrow``:
+    ``Backend.held_branch``). The derivatives are written out, the
     guarded formula's: ``∂/∂z = σ(z) - y``, ``∂/∂y = -z``, except 0 where an
     infinite ``z`` agrees with its label (``y = 0`` at ``-inf``, ``y = 1`` at
     ``+inf``), where the loss is 0 whatever the label's value nearby.
@@ -78,7 +79,7 @@ def _reduced_binary_nll(be: Backend, z: Array, y: Array, scale: float) -> Array:
         total = tf.reduce_sum(tf.math.log1p(tf.exp(-tf.abs(z))) + y * tf.nn.relu(-z) + (1.0 - y) * tf.nn.relu(z))
         total = tf.cond(
             tf.math.is_nan(total),
-            lambda: tf.reduce_sum(be.guarded_binary_nll(z, y, None)),
+            be.held_branch(narrow, lambda a, b: tf.reduce_sum(be.guarded_binary_nll(a, b, None)), z, y),
             lambda: total,
         )
 
@@ -92,13 +93,13 @@ def _reduced_binary_nll(be: Backend, z: Array, y: Array, scale: float) -> Array:
     return run(z, y)
 
 
-def _soft_nll(be: Backend, z: Array, y: Array, axis: int) -> Array:
+def _soft_nll(be: Backend, z: Array, y: Array, axis: int, narrow: str | None) -> Array:
     """``Backend.soft_nll`` traced on large logits: ``Σ y·(lse - s)`` with
     ``s = z - m`` (optax's form, which XLA fuses into one pass over the logits;
     the guard's select made it write a logits-sized temporary: 1.2-1.4x the
     native loss's forward), and where any row is NaN (a zero label under a
     ``-inf`` logit, or a NaN input) the guarded shared formula instead, under
-    ``tf.cond``. Derivatives written out, the guarded formula's (as JAX's
+    ``tf.cond`` (its operands held ``narrow``: ``Backend.held_branch``). Derivatives written out, the guarded formula's (as JAX's
     ``_soft_nll``): ``∂/∂z = Σy·softmax(z) - y``, ``∂/∂y = lse - s`` with ``s``
     taken as 0 where it is infinite under a zero label."""
 
@@ -108,7 +109,9 @@ def _soft_nll(be: Backend, z: Array, y: Array, axis: int) -> Array:
         total = tf.reduce_sum(tf.exp(z - m), axis, keepdims=True)
         rows = tf.reduce_sum(y * (tf.math.log(total) - (z - m)), axis)
         rows = tf.cond(
-            tf.reduce_any(tf.math.is_nan(rows)), lambda: Backend.soft_nll(be, z, y, axis), lambda: rows
+            tf.reduce_any(tf.math.is_nan(rows)),
+            be.held_branch(narrow, lambda a, b: Backend.soft_nll(be, a, b, axis), z, y),
+            lambda: rows,
         )
 
         def grad(g: Array) -> tuple[Array, Array]:
@@ -223,13 +226,13 @@ class TensorflowBackend(Backend):
     def log_softmax(self, z: Array, axis: int) -> Array:
         return tf.nn.log_softmax(z, axis=axis)
 
-    def soft_nll(self, z: Array, y: Array, axis: int) -> Array:
+    def soft_nll(self, z: Array, y: Array, axis: int, narrow: str | None = None) -> Array:
         # Traced on large logits (and so in large compiled eager calls): the
         # form XLA fuses. Eagerly, or small, the shared formula.
         size = z.shape.num_elements()
         if tf.executing_eagerly() or size is None or size < _SOFT_NLL_MIN or y.shape != z.shape:
             return super().soft_nll(z, y, axis)
-        return _soft_nll(self, z, y, axis)
+        return _soft_nll(self, z, y, axis, narrow)
 
     def nll(self, z: Array, labels: Array, axis: int) -> Array:
         # The fused kernel takes classes on the last axis and int32/int64 labels.
@@ -341,10 +344,11 @@ class TensorflowBackend(Backend):
         ):
             return None
         dtype = logits.dtype
-        if dtype in _HALF:  # computed in float32 and rounded once, as everywhere in xent
+        narrow = dtype.name if dtype in _HALF else None
+        if narrow:  # computed in float32 and rounded once, as everywhere in xent
             logits, labels = tf.cast(logits, tf.float32), tf.cast(labels, tf.float32)
         scale = 1.0 / logits.shape.num_elements() if reduction == "mean" else 1.0
-        loss = _reduced_binary_nll(self, logits, labels, scale)
+        loss = _reduced_binary_nll(self, logits, labels, scale, narrow)
         return loss if dtype == logits.dtype else tf.cast(loss, dtype)
 
     def compiled(self, fn: Any, *args: Array, **options: Any) -> Array | None:

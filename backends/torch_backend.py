@@ -364,7 +364,7 @@ class TorchBackend(Backend):
     def log_softmax(self, z: Array, axis: int) -> Array:
         return F.log_softmax(z, dim=axis)
 
-    def binary_nll(self, z: Array, y: Array, pos_weight: Array | None) -> Array:
+    def binary_nll(self, z: Array, y: Array, pos_weight: Array | None, narrow: str | None = None) -> Array:
         # One autograd node with closed-form derivatives, computed in place,
         # instead of a dozen recorded ops: see _BinaryNLL.
         if torch.compiler.is_compiling():
@@ -373,7 +373,7 @@ class TorchBackend(Backend):
             return _BinaryNLLTransformed.apply(z, y, pos_weight)
         return _BinaryNLL.apply(z, y, pos_weight)
 
-    def soft_nll(self, z: Array, y: Array, axis: int) -> Array:
+    def soft_nll(self, z: Array, y: Array, axis: int, narrow: str | None = None) -> Array:
         # Eagerly on the CPU: torch's fused probability-target kernel, whose
         # only difference from ours is NaN for a zero label under a -inf logit;
         # a NaN in its result sends the call to the shared formula instead. (Under

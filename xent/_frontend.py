@@ -149,6 +149,16 @@ def _check_shapes_match(
         raise ValueError(message)
 
 
+def upcast_from(p: Predictions, labels: Any) -> str | None:
+    """The half dtype that both the predictions and ``labels`` (an array of the
+    predictions' framework) are upcast from, or None: the ``narrow`` hint of
+    ``Backend.soft_nll`` / ``binary_nll``."""
+    be = p.backend
+    if p.dtype == p.compute_dtype or not be.is_array(labels) or be.dtype_name(labels) != p.dtype:
+        return None
+    return p.dtype
+
+
 def float_labels(p: Predictions, labels: Any, name: str = "labels") -> Array:
     """Real-valued labels of exactly the predictions' shape, in the compute dtype."""
     host = _is_host_data(labels)

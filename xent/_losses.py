@@ -83,7 +83,8 @@ def softmax_cross_entropy(
             y = y * (1.0 - alpha) + alpha / num
         # Not tf.nn/torch's fused kernels as they are: both give NaN for a -inf
         # logit under a zero label, where the loss is finite.
-        loss = be.soft_nll(p.value, y, axis)
+        narrow = None if alpha else fe.upcast_from(p, labels)
+        loss = be.soft_nll(p.value, y, axis, narrow)
         return fe.reduce(p, loss, reduction, weights=w)
 
 
@@ -251,7 +252,8 @@ def sigmoid_cross_entropy(
             y = y * (1.0 - alpha) + alpha / 2
         # Not the native kernels: all give NaN at z = ±inf, and torch's loses
         # every digit of a small loss at z << 0 (it subtracts log_sigmoid(z) from z).
-        loss = be.binary_nll(p.value, y, pw)
+        narrow = None if alpha else fe.upcast_from(p, labels)
+        loss = be.binary_nll(p.value, y, pw, narrow)
         return fe.reduce(p, loss, reduction, weights=w)
 
 
