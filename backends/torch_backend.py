@@ -154,6 +154,11 @@ def _chunked(logits: Array) -> bool:
     return logits.ndim == 2 and logits.numel() > _CHUNKED_MIN and not _forward_mode()
 
 
+def _flat_pair(logits: Array, labels: Array) -> bool:
+    """Whether both are contiguous CPU tensors (the sigmoid kernel's flat chunks)."""
+    return logits.is_contiguous() and labels.is_contiguous() and labels.is_cpu
+
+
 def _reduce(loss: Array, reduction: str, count: int) -> Array:
     """A chunked kernel's per-row ``loss`` reduced: the mean is over ``count``
     entries (0 when there are none)."""
@@ -478,9 +483,15 @@ class TorchBackend(Backend):
 
     def fused_sigmoid(self, logits: Array, labels: Array, reduction: str) -> Array | None:
         # The general path's own node (_BinaryNLL), without the front end; small
-        # inputs that no autodiff records, without the node (_small_binary_nll).
+        # inputs that no autodiff records, without the node (_small_binary_nll);
+        # large ones chunk by chunk (torch_linear._ChunkedBinaryNLL).
         if not (_like(labels, logits) and _fusable(logits, reduction)):
             return None
+        if logits.numel() > _CHUNKED_MIN and _flat_pair(logits, labels) and not _forward_mode():
+            from .torch_linear import chunked_binary_nll
+
+            loss = chunked_binary_nll(logits, labels, _BinaryNLL.value, reduction != "none")
+            return _down(loss / logits.numel() if reduction == "mean" else loss, logits.dtype)
         z, y = _up(logits), _up(labels)
         if z.numel() < _SUM_CHECK_MIN and not _recorded(z, y):
             loss = _small_binary_nll(z, y, reduction)

@@ -372,3 +372,65 @@ def chunked_dense_nll(z: Array, y: Array) -> Array:
     """Per-row loss (compute dtype) of ``z [N, C]`` and real labels ``y [N, C]``
     of its dtype; see :class:`_ChunkedDenseNLL`."""
     return _ChunkedDenseNLL.apply(z, y)
+
+
+class _ChunkedBinaryNLL(torch.autograd.Function):
+    """The sigmoid loss of contiguous logits and labels of one dtype, chunk by
+    chunk of their flat values on the CPU, reduced (``"sum"``: a scalar) or
+    not (``"none"``): each chunk upcast (half types) into cache-sized float32,
+    its values the general path's node's (``torch_backend._BinaryNLL.value``,
+    guards included), rounded once into the result, or summed per chunk.
+    The backward pass forms ``g·(σ(z) - y)`` and ``-g·z`` per chunk (the
+    node's derivatives), a recorded one (``create_graph=True``) the same in
+    differentiable whole-array ops. Peak memory beyond the inputs: one chunk's
+    buffers (and the gradients), where the node's passes each hold a float32
+    array of the inputs' size, and a half input's upcast copies two more.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Array, y: Array, value: Any, total: bool) -> Array:  # type: ignore[override]
+        flat_z, flat_y = z.reshape(-1), y.reshape(-1)
+        n = flat_z.numel()
+        compute = torch.float64 if z.dtype == torch.float64 else torch.float32
+        sums = torch.empty(-(-n // _CHUNK_ELEMENTS), dtype=compute) if total else None
+        out = None if total else torch.empty_like(flat_z)
+        for i, (start, stop) in enumerate(_spans(n, _CHUNK_ELEMENTS)):
+            loss = value(flat_z[start:stop].to(compute), flat_y[start:stop].to(compute), None)
+            if sums is not None:
+                sums[i] = loss.sum()
+            else:
+                out[start:stop].copy_(loss)
+        ctx.save_for_backward(z, y)
+        ctx.total = total
+        return sums.sum() if sums is not None else out.view(z.shape)
+
+    @staticmethod
+    def backward(ctx: Any, go: Array, *_: Any) -> tuple[Array | None, ...]:  # type: ignore[override]
+        z, y = ctx.saved_tensors
+        want_z, want_y = ctx.needs_input_grad[:2]
+        compute = torch.float64 if z.dtype == torch.float64 else torch.float32
+        if torch.is_grad_enabled():  # a recorded backward (second order)
+            zc, g = z.to(compute), go.to(compute)
+            dz = ((torch.sigmoid(zc) - y.to(compute)) * g).to(z.dtype) if want_z else None
+            return dz, (-zc * g).to(y.dtype) if want_y else None, None, None
+        flat_z, flat_y = z.reshape(-1), y.reshape(-1)
+        flat_g = None if ctx.total else go.reshape(-1)
+        g = go.to(compute) if ctx.total else None
+        dz = torch.empty_like(flat_z) if want_z else None
+        dy = torch.empty_like(flat_y) if want_y else None
+        buf = torch.empty(min(flat_z.numel(), _CHUNK_ELEMENTS), dtype=compute)  # (never z itself)
+        for start, stop in _spans(flat_z.numel(), _CHUNK_ELEMENTS):
+            zc = buf[: stop - start].copy_(flat_z[start:stop])
+            gc = g if flat_g is None else flat_g[start:stop].to(compute)
+            if dy is not None:
+                dy[start:stop].copy_(torch.mul(zc, gc).neg_())
+            if dz is not None:
+                dz[start:stop].copy_(zc.sigmoid_().sub_(flat_y[start:stop]).mul_(gc))
+        return (None if dz is None else dz.view(z.shape), None if dy is None else dy.view(y.shape), None, None)
+
+
+def chunked_binary_nll(z: Array, y: Array, value: Any, total: bool) -> Array:
+    """The sigmoid loss of ``z`` and ``y`` (contiguous, one dtype, same shape):
+    their sum (compute dtype) when ``total``, else elementwise in their dtype;
+    ``value`` is the node's formula. See :class:`_ChunkedBinaryNLL`."""
+    return _ChunkedBinaryNLL.apply(z, y, value, total)

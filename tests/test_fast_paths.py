@@ -322,6 +322,76 @@ def test_torch_large_dense_limits_second_order_and_forward_mode(monkeypatch, chu
     assert_close(tangent, (ref.dense_grads(zr, yr)[0] * v).sum(), num_classes=256, reduced=300)
 
 
+@pytest.mark.parametrize("chunk", [None, 4096])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32", "float64"])
+def test_torch_large_sigmoid_is_chunked(monkeypatch, chunked, dtype, reduction, chunk):
+    # Large sigmoid losses take the chunked kernel (torch_linear._ChunkedBinaryNLL),
+    # half types in float32: values (infinite logits that their labels agree
+    # with: 0) and both gradients against float64.
+    torch = _torch()
+    from xent.backends import torch_linear
+
+    if chunk:  # several chunks, the last one short
+        monkeypatch.setattr(torch_linear, "_CHUNK_ELEMENTS", chunk)
+    calls, kernel = [], torch_linear.chunked_binary_nll
+    monkeypatch.setattr(torch_linear, "chunked_binary_nll", lambda *a: calls.append(1) or kernel(*a))
+    r = np.random.default_rng(15)
+    zr, yr = r.standard_normal((300, 256)) * 4, r.random((300, 256))
+    if dtype == "float16" and reduction == "sum":
+        zr /= 8  # (a sum below float16's maximum, 65504)
+    zr[0, 0], yr[0, 0] = -np.inf, 0.0
+    zr[0, 1], yr[0, 1] = np.inf, 1.0
+    t = getattr(torch, dtype)
+    z = torch.from_numpy(zr).to(t).requires_grad_(True)
+    y = torch.from_numpy(yr).to(t).requires_grad_(True)
+    zr, yr = z.detach().double().numpy(), y.detach().double().numpy()
+    out = xent.sigmoid_cross_entropy(z, y, reduction=reduction)
+    assert calls == [1] and out.dtype == t
+    finite_z = np.clip(zr, -1e30, 1e30)  # (the same losses and logits gradients)
+    want = ref.sigmoid(finite_z, yr, reduction=reduction)
+    assert_close(out, want, num_classes=2, reduced=1 if reduction == "none" else zr.size)
+    (out.sum() if reduction == "none" else out).backward()
+    scale = 1 / zr.size if reduction == "mean" else 1
+    gz, gy = ref.sigmoid_grads(finite_z, yr)
+    assert z.grad.dtype == y.grad.dtype == t
+    assert_close(z.grad, gz * scale, num_classes=2)
+    # d/dy = -z (the node's: ±inf at the infinite logits)
+    assert_close(y.grad, -zr * scale, num_classes=2)
+
+
+def test_torch_large_sigmoid_second_order_forward_mode_and_envelope(monkeypatch, chunked):
+    # A recorded backward of the chunked sigmoid kernel is differentiable;
+    # forward mode and non-contiguous inputs leave it for the node. Against
+    # float64 formulas.
+    torch = _torch()
+    import torch.autograd.forward_ad as fwAD
+    from xent.backends import torch_linear
+
+    calls, kernel = [], torch_linear.chunked_binary_nll
+    monkeypatch.setattr(torch_linear, "chunked_binary_nll", lambda *a: calls.append(1) or kernel(*a))
+    r = np.random.default_rng(16)
+    zr, yr, v = r.standard_normal((300, 256)) * 3, r.random((300, 256)), r.standard_normal((300, 256))
+    z, y = torch.from_numpy(zr).requires_grad_(True), torch.from_numpy(yr).requires_grad_(True)
+    gz, gy = torch.autograd.grad(xent.sigmoid_cross_entropy(z, y, reduction="sum"), (z, y), create_graph=True)
+    hz, hy = torch.autograd.grad((gz * torch.from_numpy(v)).sum(), (z, y))
+    assert calls == [1]
+    sig = 1 / (1 + np.exp(-zr))
+    assert_close(gz, ref.sigmoid_grads(zr, yr)[0], num_classes=2)
+    assert_close(gy, -zr, num_classes=2)
+    assert_close(hz, sig * (1 - sig) * v, num_classes=2)
+    assert_close(hy, -v, num_classes=2)
+    with fwAD.dual_level():
+        out = xent.sigmoid_cross_entropy(fwAD.make_dual(torch.from_numpy(zr), torch.from_numpy(v)),
+                                         torch.from_numpy(yr), reduction="sum")
+        tangent = fwAD.unpack_dual(out).tangent
+    assert_close(tangent, (ref.sigmoid_grads(zr, yr)[0] * v).sum(), num_classes=2, reduced=zr.size)
+    zt, yt = torch.from_numpy(zr.T.copy()).T, torch.from_numpy(yr.T.copy()).T  # (transposed views)
+    out = xent.sigmoid_cross_entropy(zt, yt, reduction="none")
+    assert calls == [1]
+    assert_close(out, ref.sigmoid(zr, yr), num_classes=2)
+
+
 SOFT = rng.random((24, 7)).astype(np.float32)
 BIN = rng.random((24, 7)).astype(np.float32)
 
