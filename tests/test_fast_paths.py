@@ -144,6 +144,15 @@ def chunked(monkeypatch):
     monkeypatch.setattr(torch_backend, "_CHUNKED_MIN", 1 << 16)
 
 
+def _counted(monkeypatch, name):  # type: ignore[no-untyped-def]
+    """The list that each call of ``torch_linear.<name>`` (still run) appends to."""
+    from xent.backends import torch_linear
+
+    calls, kernel = [], getattr(torch_linear, name)
+    monkeypatch.setattr(torch_linear, name, lambda *a: calls.append(1) or kernel(*a))
+    return calls
+
+
 @pytest.mark.parametrize("chunk_rows", [None, 64])
 @pytest.mark.parametrize("reduction, ignore", [("none", None), ("sum", -100), ("mean", None), ("none", 3),
                                                ("mean", -100)])
@@ -156,9 +165,7 @@ def test_torch_large_sparse_is_chunked(monkeypatch, chunked, dtype, reduction, i
 
     if chunk_rows:  # several chunks, the last one short
         monkeypatch.setattr(torch_linear, "_CHUNK_ELEMENTS", chunk_rows * 256)
-    calls, kernel = [], torch_linear.chunked_sparse_nll
-    monkeypatch.setattr(torch_linear, "chunked_sparse_nll",
-                        lambda *a: calls.append(1) or kernel(*a))
+    calls = _counted(monkeypatch, "chunked_sparse_nll")
     r = np.random.default_rng(11)
     t = getattr(torch, dtype)
     z = torch.from_numpy(r.standard_normal((300, 256)) * 3).to(t).requires_grad_(True)
@@ -253,8 +260,7 @@ def test_torch_large_dense_is_chunked(monkeypatch, chunked, dtype, reduction, ch
 
     if chunk_rows:  # several chunks, the last one short
         monkeypatch.setattr(torch_linear, "_CHUNK_ELEMENTS", chunk_rows * 256)
-    calls, kernel = [], torch_linear.chunked_dense_nll
-    monkeypatch.setattr(torch_linear, "chunked_dense_nll", lambda *a: calls.append(1) or kernel(*a))
+    calls = _counted(monkeypatch, "chunked_dense_nll")
     r = np.random.default_rng(13)
     t = getattr(torch, dtype)
     soft = r.random((300, 256))
@@ -285,10 +291,8 @@ def test_torch_large_dense_limits_second_order_and_forward_mode(monkeypatch, chu
     # float64 formulas.
     torch = _torch()
     import torch.autograd.forward_ad as fwAD
-    from xent.backends import torch_linear
 
-    calls, kernel = [], torch_linear.chunked_dense_nll
-    monkeypatch.setattr(torch_linear, "chunked_dense_nll", lambda *a: calls.append(1) or kernel(*a))
+    calls = _counted(monkeypatch, "chunked_dense_nll")
     r = np.random.default_rng(14)
     zr, yr, v = r.standard_normal((300, 256)) * 3, r.random((300, 256)), r.standard_normal((300, 256))
     yr *= r.uniform(0.5, 2.0, (300, 1)) / yr.sum(-1, keepdims=True)  # rows summing to 0.5-2
@@ -334,8 +338,7 @@ def test_torch_large_sigmoid_is_chunked(monkeypatch, chunked, dtype, reduction, 
 
     if chunk:  # several chunks, the last one short
         monkeypatch.setattr(torch_linear, "_CHUNK_ELEMENTS", chunk)
-    calls, kernel = [], torch_linear.chunked_binary_nll
-    monkeypatch.setattr(torch_linear, "chunked_binary_nll", lambda *a: calls.append(1) or kernel(*a))
+    calls = _counted(monkeypatch, "chunked_binary_nll")
     r = np.random.default_rng(15)
     zr, yr = r.standard_normal((300, 256)) * 4, r.random((300, 256))
     if dtype == "float16" and reduction == "sum":
@@ -366,10 +369,8 @@ def test_torch_large_sigmoid_second_order_forward_mode_and_envelope(monkeypatch,
     # float64 formulas.
     torch = _torch()
     import torch.autograd.forward_ad as fwAD
-    from xent.backends import torch_linear
 
-    calls, kernel = [], torch_linear.chunked_binary_nll
-    monkeypatch.setattr(torch_linear, "chunked_binary_nll", lambda *a: calls.append(1) or kernel(*a))
+    calls = _counted(monkeypatch, "chunked_binary_nll")
     r = np.random.default_rng(16)
     zr, yr, v = r.standard_normal((300, 256)) * 3, r.random((300, 256)), r.standard_normal((300, 256))
     z, y = torch.from_numpy(zr).requires_grad_(True), torch.from_numpy(yr).requires_grad_(True)
