@@ -155,3 +155,15 @@ def test_bench_subcommand_runs_and_writes_json(tmp_path):  # type: ignore[no-unt
     assert "ratio" in proc.stdout
     data = json.loads(out.read_text())
     assert data, "the JSON file is empty"
+
+
+@pytest.mark.parametrize("option, value", [("--dtypes", "float16"), ("--backends", "numpy,mxnet"), ("--losses", "hinge")])
+def test_bench_rejects_unknown_choices(option, value):  # type: ignore[no-untyped-def]
+    # A misspelt filter is a usage error that names the choices, not an empty
+    # run or a KeyError deep in the planner.
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "xent", "bench", option, value], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert f"argument {option}: '{value}': pick from" in proc.stderr

@@ -44,6 +44,7 @@ FULL_SIZES = [(32, 10), (256, 1000), (4096, 32000)]
 QUICK_SIZES = [(32, 10), (256, 1000)]
 LOSSES = ("sparse", "dense", "sigmoid")
 BACKENDS = ("numpy", "torch", "tensorflow", "jax")
+DTYPES = ("float32", "bfloat16")
 MODULES = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "optax"}
 
 Fn = Callable[[], Any]
@@ -402,8 +403,8 @@ def plan(args: argparse.Namespace) -> list[Cell]:
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     if args.sizes:
         sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]  # type: ignore[misc]
-    backends = [b for b in (args.backends.split(",") if args.backends else BACKENDS)]
-    losses = args.losses.split(",") if args.losses else list(LOSSES)
+    backends = args.backends or list(BACKENDS)
+    losses = args.losses or list(LOSSES)
     cells = []
     for backend in backends:
         if importlib.util.find_spec(MODULES[backend]) is None:
@@ -413,13 +414,7 @@ def plan(args: argparse.Namespace) -> list[Cell]:
                 if backend == "numpy":
                     cells.append(Cell(backend, loss, n, c, "float32", "fwd", False))
                     continue
-                dtypes = ["float32"]
-                # bfloat16 for the sparse loss (the common training case); a full run
-                # would take too long on 2 cores with it everywhere.
-                if loss == "sparse" or args.all_dtypes:
-                    dtypes.append("bfloat16")
-                if args.quick:
-                    dtypes = ["float32"]
+                dtypes = ["float32"] if args.quick else args.dtypes
                 for dtype in dtypes:
                     for compiled in (False, True):
                         if compiled and args.quick and backend == "torch":
@@ -612,17 +607,30 @@ def draw(cells: list[Cell], path: str, title: str) -> None:
 
 
 # ------------------------------------------------------------------------ CLI
+def _subset(choices: tuple[str, ...]) -> Any:
+    """An argparse type: a comma-separated subset of ``choices``, as a list."""
+    def parse(text: str) -> list[str]:
+        picked = [v for v in text.split(",") if v]
+        bad = [v for v in picked if v not in choices]
+        if bad or not picked:
+            raise argparse.ArgumentTypeError(f"{text!r}: pick from {','.join(choices)}")
+        return picked
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``xent bench``'s options to ``parser``."""
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, float32, no torch.compile (about a minute)")
     parser.add_argument("--json", metavar="FILE", help="write every cell and the machine to FILE")
     parser.add_argument("--png", metavar="FILE", help="draw the ratios to FILE (needs matplotlib)")
-    parser.add_argument("--backends", metavar="LIST", help=f"comma-separated subset of {','.join(BACKENDS)}")
-    parser.add_argument("--losses", metavar="LIST", help=f"comma-separated subset of {','.join(LOSSES)}")
+    parser.add_argument("--backends", metavar="LIST", type=_subset(tuple(BACKENDS)),
+                        help=f"comma-separated subset of {','.join(BACKENDS)}")
+    parser.add_argument("--losses", metavar="LIST", type=_subset(tuple(LOSSES)),
+                        help=f"comma-separated subset of {','.join(LOSSES)}")
     parser.add_argument("--sizes", metavar="LIST", help="comma-separated NxC, e.g. 32x10,4096x32000")
-    parser.add_argument("--all-dtypes", action="store_true",
-                        help="bfloat16 for every loss, not only the sparse one")
+    parser.add_argument("--dtypes", metavar="LIST", type=_subset(DTYPES), default=list(DTYPES),
+                        help="comma-separated subset of float32,bfloat16 (default: both; NumPy: float32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
