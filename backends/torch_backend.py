@@ -154,10 +154,15 @@ def _recorded(*tensors: Array) -> bool:
     return (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)) or _forward_mode()
 
 
+def _large(logits: Array) -> bool:
+    """Whether a loss takes its chunked kernel (torch_linear): more than
+    ``_CHUNKED_MIN`` logits, outside forward mode."""
+    return logits.numel() > _CHUNKED_MIN and not _forward_mode()
+
+
 def _chunked(logits: Array) -> bool:
-    """Whether a softmax loss takes its chunked kernel (torch_linear): large
-    ``[N, C]`` logits, outside forward mode."""
-    return logits.ndim == 2 and logits.numel() > _CHUNKED_MIN and not _forward_mode()
+    """Whether a softmax loss takes its chunked kernel: large ``[N, C]`` logits."""
+    return logits.ndim == 2 and _large(logits)
 
 
 def _flat_pair(logits: Array, labels: Array) -> bool:
@@ -166,8 +171,8 @@ def _flat_pair(logits: Array, labels: Array) -> bool:
 
 
 def _reduce(loss: Array, reduction: str, count: int) -> Array:
-    """A chunked kernel's per-row ``loss`` reduced: the mean is over ``count``
-    entries (0 when there are none)."""
+    """A chunked kernel's ``loss`` (per row, or already summed) reduced: the
+    mean is over ``count`` entries (0 when there are none)."""
     if reduction == "none":
         return loss
     return loss.sum() if reduction == "sum" else loss.sum() / max(count, 1)
@@ -493,11 +498,11 @@ class TorchBackend(Backend):
         # large ones chunk by chunk (torch_linear._ChunkedBinaryNLL).
         if not (_like(labels, logits) and _fusable(logits, reduction)):
             return None
-        if logits.numel() > _CHUNKED_MIN and _flat_pair(logits, labels) and not _forward_mode():
+        if _large(logits) and _flat_pair(logits, labels):
             from .torch_linear import chunked_binary_nll
 
             loss = chunked_binary_nll(logits, labels, _BinaryNLL.value, reduction != "none")
-            return _down(loss / logits.numel() if reduction == "mean" else loss, logits.dtype)
+            return _down(_reduce(loss, reduction, logits.numel()), logits.dtype)
         z, y = _up(logits), _up(labels)
         if z.numel() < _SUM_CHECK_MIN and not _recorded(z, y):
             loss = _small_binary_nll(z, y, reduction)

@@ -214,11 +214,17 @@ def linear_cross_entropy_chunks(be: Backend, h: Array, W: Array, b: Array | None
 _CHUNK_ELEMENTS = 1 << 20
 
 
+def _compute_dtype(x: Array) -> torch.dtype:
+    """The dtype the chunked kernels compute ``x`` in: float64 for float64,
+    float32 otherwise (half types upcast)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 def _chunk_plan(z: Array) -> tuple[torch.dtype, int, _Buffers]:
-    """The compute dtype of logits ``z [N, C]`` (float32 for half types), the
-    rows per chunk and the chunks' reused buffers."""
+    """The compute dtype of logits ``z [N, C]``, the rows per chunk and the
+    chunks' reused buffers."""
     n, c = z.shape
-    compute = torch.float64 if z.dtype == torch.float64 else torch.float32
+    compute = _compute_dtype(z)
     chunk = max(1, _CHUNK_ELEMENTS // max(c, 1))
     return compute, chunk, _Buffers(min(chunk, n), c, z.device, True)
 
@@ -391,7 +397,7 @@ class _ChunkedBinaryNLL(torch.autograd.Function):
     def forward(ctx: Any, z: Array, y: Array, value: Any, total: bool) -> Array:  # type: ignore[override]
         flat_z, flat_y = z.reshape(-1), y.reshape(-1)
         n = flat_z.numel()
-        compute = torch.float64 if z.dtype == torch.float64 else torch.float32
+        compute = _compute_dtype(z)
         sums = torch.empty(-(-n // _CHUNK_ELEMENTS), dtype=compute) if total else None
         out = None if total else torch.empty_like(flat_z)
         for i, (start, stop) in enumerate(_spans(n, _CHUNK_ELEMENTS)):
@@ -405,10 +411,10 @@ class _ChunkedBinaryNLL(torch.autograd.Function):
         return sums.sum() if sums is not None else out.view(z.shape)
 
     @staticmethod
-    def backward(ctx: Any, go: Array, *_: Any) -> tuple[Array | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, go: Array) -> tuple[Array | None, ...]:  # type: ignore[override]
         z, y = ctx.saved_tensors
         want_z, want_y = ctx.needs_input_grad[:2]
-        compute = torch.float64 if z.dtype == torch.float64 else torch.float32
+        compute = _compute_dtype(z)
         if torch.is_grad_enabled():  # a recorded backward (second order)
             zc, g = z.to(compute), go.to(compute)
             dz = ((torch.sigmoid(zc) - y.to(compute)) * g).to(z.dtype) if want_z else None

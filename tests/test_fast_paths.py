@@ -144,10 +144,13 @@ def chunked(monkeypatch):
     monkeypatch.setattr(torch_backend, "_CHUNKED_MIN", 1 << 16)
 
 
-def _counted(monkeypatch, name):  # type: ignore[no-untyped-def]
-    """The list that each call of ``torch_linear.<name>`` (still run) appends to."""
+def _counted(monkeypatch, name, chunk=None):  # type: ignore[no-untyped-def]
+    """The list that each call of ``torch_linear.<name>`` (still run) appends to;
+    with ``chunk``, the kernels' chunks are that many values."""
     from xent.backends import torch_linear
 
+    if chunk:
+        monkeypatch.setattr(torch_linear, "_CHUNK_ELEMENTS", chunk)
     calls, kernel = [], getattr(torch_linear, name)
     monkeypatch.setattr(torch_linear, name, lambda *a: calls.append(1) or kernel(*a))
     return calls
@@ -161,11 +164,8 @@ def test_torch_large_sparse_is_chunked(monkeypatch, chunked, dtype, reduction, i
     # Large logits take the chunked path (torch_linear._ChunkedSparseNLL), half
     # types in float32: values rounded once, gradients against float64.
     torch = _torch()
-    from xent.backends import torch_linear
-
-    if chunk_rows:  # several chunks, the last one short
-        monkeypatch.setattr(torch_linear, "_CHUNK_ELEMENTS", chunk_rows * 256)
-    calls = _counted(monkeypatch, "chunked_sparse_nll")
+    # (with a chunk size: several chunks, the last one short)
+    calls = _counted(monkeypatch, "chunked_sparse_nll", chunk_rows and chunk_rows * 256)
     r = np.random.default_rng(11)
     t = getattr(torch, dtype)
     z = torch.from_numpy(r.standard_normal((300, 256)) * 3).to(t).requires_grad_(True)
@@ -256,11 +256,8 @@ def test_torch_large_dense_is_chunked(monkeypatch, chunked, dtype, reduction, ch
     # gradients against float64, for labels that do not sum to 1 (the true
     # gradient is Σy·softmax - y).
     torch = _torch()
-    from xent.backends import torch_linear
-
-    if chunk_rows:  # several chunks, the last one short
-        monkeypatch.setattr(torch_linear, "_CHUNK_ELEMENTS", chunk_rows * 256)
-    calls = _counted(monkeypatch, "chunked_dense_nll")
+    # (with a chunk size: several chunks, the last one short)
+    calls = _counted(monkeypatch, "chunked_dense_nll", chunk_rows and chunk_rows * 256)
     r = np.random.default_rng(13)
     t = getattr(torch, dtype)
     soft = r.random((300, 256))
@@ -334,11 +331,8 @@ def test_torch_large_sigmoid_is_chunked(monkeypatch, chunked, dtype, reduction, 
     # half types in float32: values (infinite logits that their labels agree
     # with: 0) and both gradients against float64.
     torch = _torch()
-    from xent.backends import torch_linear
-
-    if chunk:  # several chunks, the last one short
-        monkeypatch.setattr(torch_linear, "_CHUNK_ELEMENTS", chunk)
-    calls = _counted(monkeypatch, "chunked_binary_nll")
+    # (with a chunk size: several chunks, the last one short)
+    calls = _counted(monkeypatch, "chunked_binary_nll", chunk)
     r = np.random.default_rng(15)
     zr, yr = r.standard_normal((300, 256)) * 4, r.random((300, 256))
     if dtype == "float16" and reduction == "sum":
