@@ -164,14 +164,18 @@ class Backend:
         path. Same contract as :meth:`fused_sparse`."""
         return None
 
-    def compiled(self, fn: Any, *args: Array, **options: Any) -> Array | None:
+    def compiled(self, fn: Any, check: Any, *args: Array, **options: Any) -> Array | None:
         """``fn(*args, **options)`` as one compiled program, where this framework
         would otherwise run it op by op, or ``None`` (run it as it is).
 
         ``fn`` is one of xent's public losses; inside the compiled program it is
-        called again and takes its general path. Only JAX does this: its eager
-        mode dispatches each small op separately, and a cached ``jax.jit`` of the
-        whole loss costs one dispatch (XLA fuses the rest)."""
+        called again and takes its general path. ``check``: None, or a callable
+        to run before the program, whose False sends the call back to the
+        caller (labels it cannot read inside). JAX does this for every eager
+        call: its eager mode dispatches each small op separately, and a cached
+        ``jax.jit`` of the whole loss costs one dispatch (XLA fuses the rest);
+        TensorFlow once a signature's op-by-op calls have cost about one
+        compile."""
         return None
 
     def compiled_arguments(

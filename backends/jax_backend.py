@@ -221,11 +221,11 @@ class JaxBackend(Backend):
             return super().soft_nll(z, y, axis)
         return _soft_nll(z, y, axis, self, narrow)
 
-    def compiled(self, fn: Any, *args: Array, **options: Any) -> Array | None:
+    def compiled(self, fn: Any, check: Any, *args: Array, **options: Any) -> Array | None:
         # Arrays (and tracers, e.g. under jax.grad: a jit composes with every
         # transformation) travel as arguments; every other option is static.
         split = None if getattr(_tracing, "active", False) else self.compiled_arguments(args, options)
-        if split is None:
+        if split is None or (check is not None and not check()):
             return None
         static = split[0]
         key = (fn, tuple(static))

@@ -11,7 +11,9 @@ losses under a gradient tape (labels that sum to 1 only, see ``fused_dense``),
 
 from __future__ import annotations
 
+import functools
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -31,12 +33,25 @@ _FUSED_LABELS = (tf.int32, tf.int64)
 # time, forward and backward (the tape differentiates the compiled function as
 # one op, its gradient compiled too). So an eager call whose signature
 # (loss, options, shapes, dtypes, devices) comes back runs as one cached
-# tf.function(jit_compile=True) of the loss, as JAX's eager calls run as one
-# jax.jit. The first _HOT_CALLS - 1 calls of a signature run eagerly: a
-# one-off call does not pay XLA's compile time (~0.1-1 s).
+# XLA program of the loss, as JAX's eager calls run as one jax.jit.
+#
+# But each signature costs an XLA compile (~0.1-1 s), where tf.nn's eager ops
+# cost none: compiled at its second call, a loop over 20 batch shapes ran
+# 44x slower than the native loss. So a signature runs op by op until those
+# calls have together taken _COMPILE_AFTER_S, about one compile's time, and
+# only then is compiled (the break-even rule of renting before buying: a
+# signature never costs more than about twice what the better choice, known
+# in hindsight, would have). A large call passes that at its first call;
+# a small one after hundreds, once it is clearly a training loop's. Each
+# signature is its own concrete function, traced once: TF's "triggered
+# tf.function retracing" warning never fires for xent, and a call skips
+# tf.function's argument matching (~0.3 ms here).
 
-#: calls of one signature from which on it runs compiled.
-_HOT_CALLS = 2
+#: seconds of op-by-op calls of one signature after which it is compiled.
+_COMPILE_AFTER_S = 0.2
+#: compiled signatures kept at most (each holds an XLA executable); beyond,
+#: a new signature runs op by op.
+_MAX_PROGRAMS = 256
 #: the sparse loss's fused eager op (fused_sparse) up to this many logits, and
 #: beyond them under a gradient tape (float32/64); from here on the compiled
 #: call is faster (measured at 32x10, 128x256, 256x512 and 4096x32000).
@@ -55,9 +70,13 @@ except ImportError:  # pragma: no cover - where TF moves it, assume a tape
     def _taping() -> bool:
         return True
 
-_functions: dict[Any, Any] = {}  # (loss, static options) -> tf.function
-_calls: dict[Any, int] = {}  # signature -> calls so far (-1: compiling failed, stay eager)
+_functions: dict[Any, Any] = {}  # (loss, static option names) -> tf.function
+_programs: dict[Any, Any] = {}  # signature -> its concrete function, or None: compiling failed
+_eager_s: dict[Any, float] = {}  # signature -> seconds its op-by-op calls took so far
+_UNBUILT = object()  # (_programs: a signature not compiled yet)
 _lock = threading.Lock()
+_local = threading.local()  # .eager: an op-by-op call of compiled() runs on this thread
+_clock = time.perf_counter
 
 
 def _reduced_binary_nll(be: Backend, z: Array, y: Array, scale: float, narrow: str | None) -> Array:
@@ -123,6 +142,53 @@ def _soft_nll(be: Backend, z: Array, y: Array, axis: int, narrow: str | None) ->
         return rows, grad
 
     return run(z, y)
+
+
+@functools.lru_cache(maxsize=None)
+def _sparse_graph(dtype: Any, label_dtype: Any, rank: int, reduction: str) -> Any:
+    """tf.nn's fused sparse op and its reduction as one graph function (not
+    XLA: nothing to compile) for every shape of this rank, traced once: one
+    call into TF's graph runtime instead of two or four eager ops, each with
+    its Python wrapper (measured at 32x10: 0.8x the native loss's two eager
+    ops in float32, 0.6x in bfloat16, forward and forward+backward). Half
+    types are computed in float32 and rounded once, as everywhere in xent."""
+
+    def run(z: Array, y: Array) -> Array:
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=y, logits=tf.cast(z, tf.float32) if dtype in _HALF else z
+        )
+        if reduction != "none":
+            loss = tf.reduce_sum(loss) if reduction == "sum" else tf.reduce_mean(loss)
+        return tf.cast(loss, dtype)
+
+    specs = tf.TensorSpec([None] * rank, dtype), tf.TensorSpec([None] * (rank - 1), label_dtype)
+    return tf.function(run, autograph=False).get_concrete_function(*specs)
+
+
+def _timed_eagerly(key: Any, fn: Any, args: tuple[Array, ...], options: dict[str, Any]) -> Array:
+    """``fn(*args, **options)`` op by op (``compiled`` declines inside it), its
+    time added to the signature's."""
+    _local.eager = True
+    started = _clock()
+    try:
+        out = fn(*args, **options)
+    finally:
+        _local.eager = False
+    with _lock:
+        if len(_eager_s) > 10_000:  # (one-off signatures: forget them)
+            _eager_s.clear()
+        _eager_s[key] = _eager_s.get(key, 0.0) + (_clock() - started)
+    return out
+
+
+def _program(fn: Any, names: tuple[str, ...], args: tuple[Array, ...], options: dict[str, Any]) -> Any:
+    """The concrete function of ``tf.function(fn, jit_compile=True)`` for this
+    signature (traced here; XLA compiles it at its first call)."""
+    with _lock:
+        function = _functions.get((fn, names))
+        if function is None:
+            function = _functions[fn, names] = tf.function(fn, jit_compile=True, autograph=False)
+    return function.get_concrete_function(*args, **options)
 
 
 class TensorflowBackend(Backend):
@@ -247,13 +313,14 @@ class TensorflowBackend(Backend):
     def fused_sparse(
         self, logits: Array, labels: Array, axis: int, reduction: str, ignore_index: int | None
     ) -> Array | None:
-        # tf.nn's fused op and tf.reduce_mean/sum: exactly the native anchor's two
-        # ops, in eager mode (under tf.function out-of-range labels must give NaN,
-        # which the general path arranges). On the CPU the op raises for a bad
-        # label (TF also logs a warning line): the general path then runs and
-        # names the bad labels. On accelerators the op gives NaN there, as ours.
-        # (Checking labels on the host first instead costs ~20 us: the gap lets
-        # TF's thread pool fall asleep between the two ops.)
+        # tf.nn's fused op and tf.reduce_mean/sum, the native anchor's two ops,
+        # in eager mode (under tf.function out-of-range labels must give NaN,
+        # which the general path arranges), as one graph function (_sparse_graph).
+        # On the CPU the op raises for a bad label (TF also logs a warning
+        # line): the general path then runs and names the bad labels. On
+        # accelerators the op gives NaN there, as ours. (Checking labels on the
+        # host first instead costs ~20 us: the gap lets TF's thread pool fall
+        # asleep between the two ops.)
         if (
             ignore_index is not None
             or type(axis) is not int
@@ -272,22 +339,12 @@ class TensorflowBackend(Backend):
             # a tape over a compiled call runs a separate backward function),
             # except for half types, whose upcast copy XLA fuses away.
             return None
-        if reduction == "sum":
-            reduce = tf.reduce_sum
-        elif reduction == "mean" and labels.shape.num_elements():
-            reduce = tf.reduce_mean
-        elif reduction != "none":
+        if reduction not in ("none", "sum", "mean") or (reduction == "mean" and not labels.shape.num_elements()):
             return None
-        dtype = logits.dtype
-        if dtype in _HALF:  # computed in float32 and rounded once, as everywhere in xent
-            logits = tf.cast(logits, tf.float32)
         try:
-            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+            return _sparse_graph(logits.dtype, labels.dtype, rank, reduction)(logits, labels)
         except (tf.errors.InvalidArgumentError, ValueError):  # bad labels or shapes
             return None
-        if reduction != "none":
-            loss = reduce(loss)
-        return loss if dtype == logits.dtype else tf.cast(loss, dtype)
 
     def fused_dense(self, logits: Array, labels: Array, axis: int, reduction: str) -> Array | None:
         # Eagerly under a gradient tape, on large float32/64 logits: tf.nn's
@@ -351,14 +408,17 @@ class TensorflowBackend(Backend):
         loss = _reduced_binary_nll(self, logits, labels, scale, narrow)
         return loss if dtype == logits.dtype else tf.cast(loss, dtype)
 
-    def compiled(self, fn: Any, *args: Array, **options: Any) -> Array | None:
+    def compiled(self, fn: Any, check: Any, *args: Array, **options: Any) -> Array | None:
         # Eagerly only (inside a tf.function the loss is traced as it is);
-        # tensors travel as arguments, every other option is static.
-        split = self.compiled_arguments(args, options) if tf.executing_eagerly() else None
+        # tensors travel as arguments, every other option is static. A
+        # signature runs op by op, here and timed, until it is hot (see
+        # _COMPILE_AFTER_S); `check` is run only before the compiled program.
+        if getattr(_local, "eager", False) or not tf.executing_eagerly():
+            return None
+        split = self.compiled_arguments(args, options)
         if split is None:
             return None
         names, tensors = split
-        fn_key = (fn, tuple(names))
         static = tuple((name, options[name]) for name in names)
         key = (fn, static, tuple((tuple(t.shape), t.dtype, t.device) for t in tensors))
         try:
@@ -366,22 +426,23 @@ class TensorflowBackend(Backend):
         except TypeError:  # an option of another kind (the eager path says which)
             return None
         with _lock:
-            calls = _calls.get(key, 0)
-            if calls < 0:  # compiling it failed: it stays eager
-                return None
-            if calls + 1 < _HOT_CALLS:
-                if len(_calls) > 10_000:  # (one-off signatures: forget them)
-                    _calls.clear()
-                _calls[key] = calls + 1
-                return None
-            function = _functions.get(fn_key)
-            if function is None:
-                function = _functions[fn_key] = tf.function(fn, jit_compile=True, autograph=False)
+            program = _programs.get(key, _UNBUILT)
+            hot = _eager_s.get(key, -1.0) >= _COMPILE_AFTER_S and len(_programs) < _MAX_PROGRAMS
+        if program is None:  # compiling it failed: the caller runs it eagerly
+            return None
+        if program is _UNBUILT and not hot:
+            return _timed_eagerly(key, fn, args, options)
+        if check is not None and not check():
+            return None
         try:
-            return function(*args, **options)
+            if program is _UNBUILT:
+                program = _program(fn, tuple(names), args, options)
+                with _lock:
+                    _programs[key] = program
+            return program(*args, **options)
         except Exception:  # a bad argument (the eager path raises xent's own error) or no XLA kernel
             with _lock:
-                _calls[key] = -1
+                _programs[key] = None
             return None
 
     def linear_cross_entropy_chunks(self, *args: Any) -> Array:

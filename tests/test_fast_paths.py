@@ -573,6 +573,32 @@ def test_tensorflow_fused_matches_reference(dtype, reduction):
                  reduced=1 if reduction == "none" else 24)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_tensorflow_fused_is_one_graph_function_per_rank(dtype):
+    # The eager fused op runs as one graph function for every shape of a rank
+    # (tensorflow_backend._sparse_graph), traced once: values and logits
+    # gradients for batches of several sizes and a rank-3 one.
+    tf = _tf()
+    from xent.backends import tensorflow_backend as tb
+
+    be = xent.get_backend("tensorflow")
+    tb._sparse_graph.cache_clear()
+    cases = [(Z[:rows], Y[:rows]) for rows in (24, 9, 2)] + [(Z.reshape(4, 6, 7), Y.reshape(4, 6))]
+    for zs, ys in cases:
+        z = tf.cast(tf.constant(zs), dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            out = be.fused_sparse(z, tf.constant(ys), -1, "sum", None)
+        assert out is not None and out.dtype == z.dtype
+        zr = tf.cast(z, tf.float64).numpy()
+        assert_close(out, ref.sparse(zr, ys, reduction="sum"), num_classes=7, reduced=ys.size)
+        assert_close(tape.gradient(out, z), ref.sparse_grad(zr, ys, reduction="sum"), num_classes=7)
+        if dtype == "bfloat16":  # computed in float32 and rounded once (tf.nn's bf16 kernel rounds inside)
+            got = be.fused_sparse(z, tf.constant(ys), -1, "none", None)
+            assert _bf16_ulps(tf.cast(got, tf.float64).numpy(), ref.sparse(zr, ys)) <= 0.5 + 1e-9
+    assert tb._sparse_graph.cache_info().misses == (4 if dtype == "bfloat16" else 2)  # per rank and reduction
+
+
 def test_tensorflow_fused_envelope_and_errors():
     tf = _tf()
     be = xent.get_backend("tensorflow")
@@ -592,21 +618,24 @@ def test_tensorflow_fused_envelope_and_errors():
         xent.sparse_softmax_cross_entropy(z, y[:5])
 
 
-# An eager TF call whose signature comes back runs as one cached
-# tf.function(jit_compile=True) of the loss (tensorflow_backend.compiled).
+# An eager TF call whose signature comes back runs as one cached XLA program
+# of the loss (tensorflow_backend.compiled), once its op-by-op calls have taken
+# _COMPILE_AFTER_S: 0 here, so from its second call on.
 @pytest.fixture
 def tf_functions(monkeypatch):
-    """The TF backend module with a fresh cache of compiled losses."""
+    """The TF backend module with a fresh cache of compiled losses, which
+    compiles a signature at its second call."""
     _tf()
     from xent.backends import tensorflow_backend as tb
 
-    monkeypatch.setattr(tb, "_functions", {})
-    monkeypatch.setattr(tb, "_calls", {})
+    for name in ("_functions", "_programs", "_eager_s"):
+        monkeypatch.setattr(tb, name, {})
+    monkeypatch.setattr(tb, "_COMPILE_AFTER_S", 0.0)
     return tb
 
 
 def _compiled(tb, fn) -> bool:
-    return any(key[0] is fn for key in tb._functions)
+    return any(key[0] is fn and program is not None for key, program in tb._programs.items())
 
 
 SOFT_TF = np.abs(Z) / np.abs(Z).sum(-1, keepdims=True)
@@ -676,6 +705,75 @@ def test_tensorflow_compiled_calls_keep_xents_errors(tf_functions):
         with pytest.raises(ValueError, match="labels must have the same shape") as info:
             xent.sigmoid_cross_entropy(z, tf.constant(BIN[:, :3]), reduction="sum")
         assert "in user code" not in str(info.value)
+
+
+def test_tensorflow_compiles_a_signature_once_its_eager_calls_cost_a_compile(tf_functions, monkeypatch):
+    # Each op-by-op call of a signature is timed (the backend's clock, faked
+    # here: every reading 0.3 s later), and the signature is compiled once they
+    # add up to _COMPILE_AFTER_S; another shape starts from zero.
+    tf = _tf()
+    ticks = iter(np.arange(0.0, 100.0, 0.3))
+    monkeypatch.setattr(tf_functions, "_clock", lambda: next(ticks))
+    monkeypatch.setattr(tf_functions, "_COMPILE_AFTER_S", 0.5)  # two calls' worth (0.3 s each)
+    fn = xent.sigmoid_cross_entropy
+    z, y = tf.constant(Z), tf.constant(BIN)
+    want = ref.sigmoid(Z, BIN, reduction="mean")
+    for call in range(4):
+        assert_close(fn(z, y, reduction="mean"), want, reduced=Z.size)
+        assert _compiled(tf_functions, fn) == (call >= 2)
+    assert len(tf_functions._programs) == 1
+    fn(z[:-1], y[:-1], reduction="mean")  # a new shape: op by op again
+    assert len(tf_functions._programs) == 1
+
+
+def test_tensorflow_compiled_shapes_are_traced_once_each(tf_functions, monkeypatch, caplog):
+    # One concrete function per signature: no signature is traced twice, and
+    # TF's "triggered tf.function retracing" warning (five traces of one
+    # function within a few calls) never fires for xent's own programs.
+    tf = _tf()
+    traces = []
+    real = tf_functions._program
+    monkeypatch.setattr(tf_functions, "_program", lambda *a: traces.append(a[2][0].shape) or real(*a))
+    with caplog.at_level("WARNING"):
+        for rows in range(2, 10):
+            z, y = tf.constant(Z[:rows]), tf.constant(BIN[:rows])
+            for _ in range(3):
+                out = xent.sigmoid_cross_entropy(z, y, reduction="sum")
+            assert_close(out, ref.sigmoid(Z[:rows], BIN[:rows], reduction="sum"), reduced=Z[:rows].size)
+    assert [s[0] for s in traces] == list(range(2, 10))
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+def test_tensorflow_compiled_programs_are_capped(tf_functions, monkeypatch):
+    tf = _tf()
+    monkeypatch.setattr(tf_functions, "_MAX_PROGRAMS", 2)
+    for rows in (5, 6, 7):
+        z, y = tf.constant(Z[:rows]), tf.constant(BIN[:rows])
+        for _ in range(3):
+            out = xent.sigmoid_cross_entropy(z, y, reduction="sum")
+        assert_close(out, ref.sigmoid(Z[:rows], BIN[:rows], reduction="sum"), reduced=Z[:rows].size)
+    assert sorted(key[2][0][0][0] for key in tf_functions._programs) == [5, 6]  # the third: op by op
+
+
+def test_tensorflow_labels_are_checked_on_the_host_once_per_call(tf_functions, monkeypatch):
+    # The front end's host check of class ids runs only before a compiled
+    # program (which cannot read them); an op-by-op call checks them itself.
+    tf = _tf()
+    from xent import _frontend
+
+    monkeypatch.setattr(tf_functions, "_COMPILE_MIN", 1)  # (the fused eager op below 2^15 logits)
+    checks = []
+    real = _frontend._ids_valid_or_unseen
+    monkeypatch.setattr(_frontend, "_ids_valid_or_unseen", lambda *a: checks.append(1) or real(*a))
+    z, y = tf.constant(Z), tf.constant(Y)
+    for call in range(3):
+        out = xent.sparse_softmax_cross_entropy(z, y, reduction="mean")
+        assert_close(out, ref.sparse(Z, Y, reduction="mean"), num_classes=7, reduced=24)
+        assert len(checks) == call  # none on the first, op-by-op call
+    bad = tf.constant(np.where(np.arange(24) == 5, 9, Y))
+    for _ in range(2):  # a new signature's op-by-op call and the compiled one both name it
+        with pytest.raises(ValueError, match="out-of-range label values: 9"):
+            xent.sparse_softmax_cross_entropy(z, tf.cast(bad, tf.int32), reduction="mean")
 
 
 def test_tensorflow_compiled_calls_second_order_and_variables(tf_functions):

@@ -120,17 +120,22 @@ def _once(f: Fn) -> float:
 
 def time_ab(
     xent_fn: Fn, native_fn: Fn, budget_s: float, min_pairs: int = 3, max_pairs: int = 200,
-    warmup: int = 2,
+    warmup: int = 2, warmup_s: float = 0.0,
 ) -> dict[str, float]:
     """Interleaved A/B timing: medians of per-call times and of the per-pair ratios.
 
-    Both functions are warmed up first (compiles happen there). Each sample runs
+    Both functions are warmed up first, ``warmup`` calls each and then on
+    until each has run ``warmup_s`` seconds (compiles happen there: TF's eager
+    calls are compiled once a signature's op-by-op calls have taken about one
+    compile's time, ``tensorflow_backend._COMPILE_AFTER_S``). Each sample runs
     a function ``k`` times in a row, with ``k`` chosen so a sample lasts about a
     millisecond; pairs alternate which side runs first.
     """
-    for _ in range(warmup):
-        xent_fn()
-        native_fn()
+    for f in (xent_fn, native_fn):
+        started, calls = time.perf_counter(), 0
+        while calls < warmup or (time.perf_counter() - started < warmup_s and calls < 100_000):
+            f()
+            calls += 1
     ta, tb = _once(xent_fn), _once(native_fn)
     k = max(1, min(1000, int(1e-3 / max(min(ta, tb), 1e-7))))
     pairs = int(budget_s / max((ta + tb) * k, 1e-9))
@@ -435,7 +440,7 @@ def _measure(cell: Cell, inp: Inputs, quick: bool) -> None:
     xent_fn, native_fn, cell.anchor = BUILDERS[cell.backend](cell, inp)
     large = cell.n * cell.c >= 10**7
     r = time_ab(xent_fn, native_fn, _budget(cell, quick), min_pairs=3 if large else 5,
-                warmup=1 if large else 2)
+                warmup=1 if large else 2, warmup_s=0.0 if large else 0.75)
     cell.xent_ms, cell.native_ms = r["xent_s"] * 1e3, r["native_s"] * 1e3
     cell.ratio, cell.ratio_p25, cell.ratio_p75 = r["ratio"], r["ratio_p25"], r["ratio_p75"]
     cell.delta_us = r["delta_s"] * 1e6

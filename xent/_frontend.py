@@ -92,16 +92,17 @@ def compiled(
 
     With ``class_ids`` the labels are integer class ids along
     ``options["axis"]``: inside the program they cannot be read, so they are
-    checked on the host first where they can be, and a bad one sends the call
-    to the eager path, which names it."""
+    checked on the host before it runs where they can be (only then: a call
+    the backend runs op by op checks them itself), and a bad one sends the
+    call to the eager path, which names it."""
     backend = backend_for(logits)
     if backend is None or not backend.compiles_eagerly:
         return None
-    if class_ids and not _ids_valid_or_unseen(
-        backend, logits, labels, options["axis"], options.get("ignore_index")
-    ):
-        return None
-    return backend.compiled(loss, logits, labels, **options)
+    check = None
+    if class_ids:
+        def check() -> bool:
+            return _ids_valid_or_unseen(backend, logits, labels, options["axis"], options.get("ignore_index"))
+    return backend.compiled(loss, check, logits, labels, **options)
 
 
 def _ids_valid_or_unseen(be: Backend, logits: Any, labels: Any, axis: Any, ignore_index: Any) -> bool:
