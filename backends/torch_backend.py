@@ -26,8 +26,9 @@ _DTYPES = {
 
 
 #: F.cross_entropy always ignores some label value; without an ignore_index the
-#: fast path gives it the one int64 no real class id can be.
-_NO_IGNORE = -(2**63)
+#: fast path gives it a negative int64 no real class id can be (not -2**63,
+#: which costs torch's argument parser 0.2 us more).
+_NO_IGNORE = -(2**62)
 _FUSED_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.bfloat16))
 _HALF = (torch.float16, torch.bfloat16)
 #: from this many logits on, one sum (a host sync) is cheaper than a mask pass.
@@ -40,6 +41,7 @@ _SUM_CHECK_MIN = 1 << 16
 _CHUNKED_MIN = 1 << 23
 #: torch's reduction enum (torch.nn._reduction.get_enum), as its C++ losses take it.
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+_REDUCTION_NAMES = ("none", "mean", "sum")
 _ATEN_CROSS_ENTROPY = getattr(torch._C._nn, "cross_entropy_loss", None)
 # (bound once: each attribute lookup is a measurable part of a small call)
 _is_compiling = torch.compiler.is_compiling
@@ -63,40 +65,36 @@ def _down(x: Array, dtype: torch.dtype) -> Array:
     return x if x.dtype is dtype else x.to(dtype)
 
 
-def _fusable(logits: Array, reduction: str, axis: int | None = None) -> bool:
-    """The envelope shared by the fast paths: a plain CPU tensor of a floating
-    dtype, eagerly, a known reduction (a mean over at least one entry) and,
-    for the softmax losses, the class axis where torch's kernels want it (dim 1).
-    (Each check here is a measurable part of a small call: cheapest first, the
-    shape read once.)"""
-    if (
-        type(logits) is not _Tensor
-        or logits.dtype not in _FUSED_DTYPES
-        or not logits.is_cpu
-        or reduction not in _REDUCTIONS
-    ):
-        return False
+def _fusable(logits: Array, reduction: str, axis: int | None = None) -> int | None:
+    """torch's enum of ``reduction`` inside the envelope shared by the fast
+    paths, else None: a plain CPU tensor of a floating dtype, eagerly, a known
+    reduction (a mean over at least one entry) and, for the softmax losses,
+    the class axis where torch's kernels want it (dim 1). (Each check here is
+    a measurable part of a small call: cheapest first, the shape read once.)"""
+    enum = _REDUCTIONS.get(reduction)
+    if type(logits) is not _Tensor or enum is None or logits.dtype not in _FUSED_DTYPES or not logits.is_cpu:
+        return None
     if axis is not None:
         shape = logits.shape
         ndim = len(shape)
         if type(axis) is not int or ndim < 2 or not shape[1] or not (axis == 1 or (axis == -1 and ndim == 2)):
-            return False
-        if reduction == "mean" and not (shape[0] if ndim == 2 else logits.numel()):
-            return False
-    elif reduction == "mean" and not logits.numel():
-        return False
-    return not (_is_compiling() or _functorch_active())
+            return None
+        if enum == 1 and not (shape[0] if ndim == 2 else logits.numel()):
+            return None
+    elif enum == 1 and not logits.numel():
+        return None
+    return None if _is_compiling() or _functorch_active() else enum
 
 
-def _cross_entropy(x: Array, target: Array, reduction: str, ignore_index: int = -100) -> Array:
-    """``F.cross_entropy(x, target, ignore_index=..., reduction=...)``, called
-    without its Python wrapper (its argument handling is ~0.5 us of a 6 us
-    small call) where no TorchFunctionMode must see the call (the fast paths
-    take plain tensors only, so no subclass's ``__torch_function__`` is
-    skipped)."""
+def _cross_entropy(x: Array, target: Array, enum: int, ignore_index: int = -100) -> Array:
+    """``F.cross_entropy(x, target, ignore_index=..., reduction=...)`` (``enum``:
+    torch's, from :func:`_fusable`), called without its Python wrapper (its
+    argument handling is ~0.5 us of a 6 us small call) where no
+    TorchFunctionMode must see the call (the fast paths take plain tensors
+    only, so no subclass's ``__torch_function__`` is skipped)."""
     if _ATEN_CROSS_ENTROPY is None or _mode_active():
-        return F.cross_entropy(x, target, None, None, ignore_index, None, reduction)
-    return _ATEN_CROSS_ENTROPY(x, target, None, _REDUCTIONS[reduction], ignore_index, 0.0)
+        return F.cross_entropy(x, target, None, None, ignore_index, None, _REDUCTION_NAMES[enum])
+    return _ATEN_CROSS_ENTROPY(x, target, None, enum, ignore_index, 0.0)
 
 
 def _like(labels: Any, logits: Array) -> bool:
@@ -162,7 +160,7 @@ def _large(logits: Array) -> bool:
 
 def _chunked(logits: Array) -> bool:
     """Whether a softmax loss takes its chunked kernel: large ``[N, C]`` logits."""
-    return logits.ndim == 2 and _large(logits)
+    return _large(logits) and logits.ndim == 2
 
 
 def _flat_pair(logits: Array, labels: Array) -> bool:
@@ -433,12 +431,10 @@ class TorchBackend(Backend):
         # small mean with ignore_index (torch gives NaN when every entry is
         # ignored, xent 0), accelerators (a device assert, not NaN) and
         # torch.compile (out-of-range labels must give NaN there).
-        if (
-            type(labels) is not _Tensor
-            or labels.dtype is not _INT64
-            or not _fusable(logits, reduction, axis)
-            or (ignore_index is not None and type(ignore_index) is not int)
-        ):
+        if type(labels) is not _Tensor or labels.dtype is not _INT64:
+            return None
+        enum = _fusable(logits, reduction, axis)
+        if enum is None or (ignore_index is not None and type(ignore_index) is not int):
             return None
         if _chunked(logits):
             if labels.shape != logits.shape[:1] or not labels.is_cpu:
@@ -446,12 +442,12 @@ class TorchBackend(Backend):
             return self._chunked_sparse(logits, labels, reduction, ignore_index)
         if ignore_index is None:
             ignore_index = _NO_IGNORE
-        elif reduction == "mean":
+        elif enum == 1:  # (a mean)
             return None
         dtype = logits.dtype
         half = dtype in _HALF  # (_up and _down, inline)
         try:
-            loss = _cross_entropy(logits.float() if half else logits, labels, reduction, ignore_index)
+            loss = _cross_entropy(logits.float() if half else logits, labels, enum, ignore_index)
         except (IndexError, RuntimeError, ValueError):
             return None
         return loss.to(dtype) if half else loss
@@ -479,7 +475,8 @@ class TorchBackend(Backend):
         # logits: the chunked kernel), unless its result has a NaN (a zero
         # label under a -inf logit, where xent's loss is finite; or NaN inputs,
         # which the general path gives again).
-        if not (_like(labels, logits) and _fusable(logits, reduction, axis)):
+        enum = _fusable(logits, reduction, axis) if _like(labels, logits) else None
+        if enum is None:
             return None
         if _chunked(logits) and labels.is_cpu:
             from .torch_linear import chunked_dense_nll
@@ -487,7 +484,7 @@ class TorchBackend(Backend):
             loss = _reduce(chunked_dense_nll(logits, labels), reduction, logits.shape[0])
         else:
             try:
-                loss = _cross_entropy(_up(logits), _up(labels), reduction)
+                loss = _cross_entropy(_up(logits), _up(labels), enum)
             except (RuntimeError, ValueError):
                 return None
         return None if _nan_in(loss, reduction) else _down(loss, logits.dtype)
@@ -496,7 +493,7 @@ class TorchBackend(Backend):
         # The general path's own node (_BinaryNLL), without the front end; small
         # inputs that no autodiff records, without the node (_small_binary_nll);
         # large ones chunk by chunk (torch_linear._ChunkedBinaryNLL).
-        if not (_like(labels, logits) and _fusable(logits, reduction)):
+        if not _like(labels, logits) or _fusable(logits, reduction) is None:
             return None
         if _large(logits) and _flat_pair(logits, labels):
             from .torch_linear import chunked_binary_nll

@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from xent._linear import Plan, class_weight_terms, grad_coefficients, token_loss
+from xent._linear import Plan, chunk_loss, class_weight_terms, grad_coefficients, token_loss
 
 from ._base import Array, Backend
 
@@ -144,6 +144,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
         be, plan = ctx.be, ctx.plan
         kept, bufs = ctx.kept, ctx.bufs
         ctx.kept = ctx.bufs = None
+        if torch.is_grad_enabled():  # a recorded backward (second order)
+            return _recorded_grads(h, W, b, y, cw, be, plan, go, ctx.needs_input_grad[:3])
         compute = _DTYPES[plan.compute_dtype]
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         n = h.shape[0]
@@ -202,6 +204,26 @@ class _LinearCrossEntropy(torch.autograd.Function):
             None if db is None else db.to(b.dtype),
             None, None, None, None,
         )
+
+
+def _recorded_grads(h: Array, W: Array, b: Array | None, y: Array, cw: Array | None, be: Backend,
+                    plan: Plan, go: Array, needs: tuple[bool, ...]) -> tuple[Array | None, ...]:
+    """The backward pass when it is itself recorded (``create_graph=True``):
+    autograd, with ``create_graph``, of the forward's formula
+    (:func:`xent._linear.chunk_loss`) in whole-array ops, so that the
+    gradients it returns are differentiable again. The chunked pass's in-place
+    buffers and ``out=`` products are not (torch: "functions with out=...
+    arguments don't support automatic differentiation"). It holds the
+    ``[N, V]`` logits, as autograd of the naive product does."""
+    compute = _DTYPES[plan.compute_dtype]
+    z = torch.mm(h.to(compute), W.to(compute).t())
+    if b is not None:
+        z = z + b.to(compute)
+    loss = chunk_loss(be, z, y, cw, plan)[0]
+    inputs = [x for x, need in zip((h, W, b), needs) if need]
+    grads = iter(torch.autograd.grad(loss, inputs, go.to(compute), create_graph=True))
+    out = tuple(next(grads).to(x.dtype) if need else None for x, need in zip((h, W, b), needs))
+    return (*out, None, None, None, None)
 
 
 def linear_cross_entropy_chunks(be: Backend, h: Array, W: Array, b: Array | None, y: Array,

@@ -124,6 +124,34 @@ def test_torch_backward_twice(chunk):  # type: ignore[no-untyped-def]
     np.testing.assert_allclose(WW.grad.numpy(), 2 * gW, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("option", [{}, {"label_smoothing": 0.1}, {"z_loss": 1e-2}, {"logit_softcap": 3.0}])
+def test_torch_second_order(option):  # type: ignore[no-untyped-def]
+    """A recorded backward (create_graph=True): gradients and a Hessian-vector
+    product against torch's autograd of the naive float64 loss."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    gen = torch.Generator().manual_seed(12)
+    h, W, b = (torch.randn(*s, generator=gen, dtype=torch.float64, requires_grad=True) for s in ((10, 4), (7, 4), (7,)))
+    y = torch.randint(0, 7, (10,), generator=gen)
+    vs = [torch.randn(x.shape, generator=gen, dtype=torch.float64) for x in (h, W, b)]
+
+    def naive(a, w, c):  # type: ignore[no-untyped-def]
+        z = a @ w.T + c
+        if "logit_softcap" in option:
+            z = 3.0 * torch.tanh(z / 3.0)
+        loss = F.cross_entropy(z, y, label_smoothing=option.get("label_smoothing", 0.0), reduction="none")
+        return (loss + option.get("z_loss", 0.0) * torch.logsumexp(z, 1) ** 2).mean()
+
+    def grads_and_hvp(fn):  # type: ignore[no-untyped-def]
+        g = torch.autograd.grad(fn(h, W, b), (h, W, b), create_graph=True)
+        hv = torch.autograd.grad(sum((gi * v).sum() for gi, v in zip(g, vs)), (h, W, b))
+        return [t.detach() for t in (*g, *hv)]
+
+    got = grads_and_hvp(lambda a, w, c: xent.linear_cross_entropy(a, w, y, bias=c, reduction="mean", chunk_size=3, **option))
+    for g, want in zip(got, grads_and_hvp(naive)):
+        torch.testing.assert_close(g, want, rtol=1e-10, atol=1e-12)
+
+
 def test_reference_gradients_by_finite_differences():
     """The analytic reference itself, against central differences of the naive loss."""
     h, W, y, _, rk = _case(framework("numpy"), "all", "float64", seed=2)
