@@ -174,16 +174,16 @@ class NumpyBackend(Backend):
     name = "numpy"
     module = "numpy"
 
-    def __init__(self) -> None:
-        import array_api_compat.numpy as xp
-
-        self._xp = xp
-
     def is_array(self, x: Any) -> bool:
         return isinstance(x, (np.ndarray, np.generic))
 
     def namespace(self, x: Array) -> Any:
-        return self._xp
+        # Imported at first use, not with the backend: array_api_compat.numpy
+        # takes ~0.2 s to import (it pulls in numpy.f2py), and the backend is
+        # built at the first xent call of any framework (NumPy is always loaded).
+        import array_api_compat.numpy as xp
+
+        return xp
 
     def version(self) -> str:
         return np.__version__

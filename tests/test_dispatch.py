@@ -33,6 +33,23 @@ def test_import_xent_imports_no_framework():
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
+def test_a_first_torch_call_loads_no_numpy_namespace():
+    # The NumPy backend is built at the first call of any framework (NumPy is
+    # always loaded), but array_api_compat.numpy (~0.2 s to import) only when
+    # a NumPy computation needs it.
+    pytest.importorskip("torch")
+    code = textwrap.dedent(
+        """
+        import sys, torch, xent
+        xent.sparse_softmax_cross_entropy(torch.zeros(2, 3), torch.tensor([0, 1]), reduction="mean")
+        xent.sigmoid_cross_entropy(torch.zeros(2, 3), torch.ones(2, 3), weights=torch.ones(2, 1))
+        print(xent.get_backend("numpy").name, "array_api_compat.numpy" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["numpy", "False"], out.stdout + out.stderr
+
+
 def test_numpy_dispatch_is_cached_per_type():
     xent.sparse_softmax_cross_entropy(np.zeros((2, 3)), [0, 1])
     assert _registry._type_cache[np.ndarray].name == "numpy"
