@@ -333,11 +333,16 @@ class TensorflowBackend(Backend):
         rank = logits.shape.rank
         if not rank or axis not in (-1, rank - 1):
             return None  # (a shape mismatch makes the op raise: the general path explains)
-        if logits.shape.num_elements() >= _COMPILE_MIN and (logits.dtype in _HALF or not _taping()):
-            # The compiled call, once hot, is faster forward; under a tape the
-            # fused op is (its kernel computes the gradient with the loss, where
-            # a tape over a compiled call runs a separate backward function),
-            # except for half types, whose upcast copy XLA fuses away.
+        if (
+            logits.shape.num_elements() >= _COMPILE_MIN
+            and (logits.dtype in _HALF or not _taping())
+            and not getattr(_local, "eager", False)
+        ):
+            # The compiled call, once hot, is faster forward (until then, its
+            # op-by-op calls take the fused op); under a tape the fused op is
+            # (its kernel computes the gradient with the loss, where a tape
+            # over a compiled call runs a separate backward function), except
+            # for half types, whose upcast copy XLA fuses away.
             return None
         if reduction not in ("none", "sum", "mean") or (reduction == "mean" and not labels.shape.num_elements()):
             return None

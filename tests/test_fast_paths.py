@@ -766,10 +766,17 @@ def test_tensorflow_labels_are_checked_on_the_host_once_per_call(tf_functions, m
     real = _frontend._ids_valid_or_unseen
     monkeypatch.setattr(_frontend, "_ids_valid_or_unseen", lambda *a: checks.append(1) or real(*a))
     z, y = tf.constant(Z), tf.constant(Y)
+    fused = tf_functions._sparse_graph.cache_info
+
+    def fused_calls() -> int:
+        return fused().hits + fused().misses
+
     for call in range(3):
+        before = fused_calls()
         out = xent.sparse_softmax_cross_entropy(z, y, reduction="mean")
         assert_close(out, ref.sparse(Z, Y, reduction="mean"), num_classes=7, reduced=24)
         assert len(checks) == call  # none on the first, op-by-op call
+        assert fused_calls() - before == (call == 0)  # which takes the fused op
     bad = tf.constant(np.where(np.arange(24) == 5, 9, Y))
     for _ in range(2):  # a new signature's op-by-op call and the compiled one both name it
         with pytest.raises(ValueError, match="out-of-range label values: 9"):
