@@ -118,9 +118,10 @@ def _soft_nll(be: Backend, z: Array, y: Array, axis: int, narrow: str | None) ->
     the guard's select made it write a logits-sized temporary: 1.2-1.4x the
     native loss's forward), and where any row is NaN (a zero label under a
     ``-inf`` logit, or a NaN input) the guarded shared formula instead, under
-    ``tf.cond`` (its operands held ``narrow``: ``Backend.held_branch``). Derivatives written out, the guarded formula's (as JAX's
-    ``_soft_nll``): ``∂/∂z = Σy·softmax(z) - y``, ``∂/∂y = lse - s`` with ``s``
-    taken as 0 where it is infinite under a zero label."""
+    ``tf.cond`` (its operands held ``narrow``: ``Backend.held_branch``).
+    Derivatives written out, the guarded formula's (as JAX's ``_soft_nll``):
+    ``∂/∂z = Σy·softmax(z) - y``, ``∂/∂y = lse - s`` with ``s`` taken as 0
+    where it is infinite under a zero label."""
 
     @tf.custom_gradient
     def run(z: Array, y: Array) -> Any:

@@ -20,37 +20,31 @@ from typing import Any, Callable
 
 import numpy as np
 
-import xent
+from xent._bench import _xent_fn
 
 
-def _loops(fw: str, classes: int) -> tuple[Callable[[Any], Any], Callable[[np.ndarray], Any], dict[str, Any]]:
-    """(sync, to_framework, {name: (native, xent)}) for one framework."""
+def _loops(fw: str) -> tuple[Callable[[Any], Any], Callable[[np.ndarray], Any], dict[str, Callable[..., Any]]]:
+    """(sync, to_framework, {loss: native}) for one framework; xent's side is
+    ``xent bench``'s own call (``_xent_fn``)."""
     if fw == "torch":
         import torch
         import torch.nn.functional as F
 
-        return (lambda x: x.item(), torch.from_numpy, {
-            "sparse": (F.cross_entropy, lambda z, y: xent.sparse_softmax_cross_entropy(z, y, reduction="mean")),
-            "dense": (F.cross_entropy, lambda z, p: xent.softmax_cross_entropy(z, p, reduction="mean")),
-        })
+        return (lambda x: x.item(), torch.from_numpy, {"sparse": F.cross_entropy, "dense": F.cross_entropy})
     if fw == "tensorflow":
         import tensorflow as tf
 
         return (lambda x: x.numpy(), tf.constant, {
-            "sparse": (lambda z, y: tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=z)),
-                       lambda z, y: xent.sparse_softmax_cross_entropy(z, y, reduction="mean")),
-            "dense": (lambda z, p: tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=p, logits=z)),
-                      lambda z, p: xent.softmax_cross_entropy(z, p, reduction="mean")),
+            "sparse": lambda z, y: tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=z)),
+            "dense": lambda z, p: tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=p, logits=z)),
         })
     import jax
     import jax.numpy as jnp
     import optax
 
     return (lambda x: x.block_until_ready(), jnp.asarray, {
-        "sparse": (lambda z, y: jnp.mean(optax.losses.softmax_cross_entropy_with_integer_labels(z, y)),
-                   lambda z, y: xent.sparse_softmax_cross_entropy(z, y, reduction="mean")),
-        "dense": (lambda z, p: jnp.mean(optax.losses.softmax_cross_entropy(z, p)),
-                  lambda z, p: xent.softmax_cross_entropy(z, p, reduction="mean")),
+        "sparse": lambda z, y: jnp.mean(optax.losses.softmax_cross_entropy_with_integer_labels(z, y)),
+        "dense": lambda z, p: jnp.mean(optax.losses.softmax_cross_entropy(z, p)),
     })
 
 
@@ -71,9 +65,10 @@ def main() -> None:
         if importlib.util.find_spec(fw) is None:
             print(f"{fw}: not installed, skipped")
             continue
-        sync, to_fw, losses = _loops(fw, args.classes)
+        sync, to_fw, natives = _loops(fw)
         data = [(to_fw(z), to_fw(y), to_fw(p)) for z, y, p in batches]
-        for name, (native, mine) in losses.items():
+        for name, native in natives.items():
+            mine = _xent_fn(name)
             took = {}
             for side, fn in (("native", native), ("xent", mine)):
                 started = time.perf_counter()

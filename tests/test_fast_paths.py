@@ -726,6 +726,16 @@ def test_tensorflow_compiles_a_signature_once_its_eager_calls_cost_a_compile(tf_
     assert len(tf_functions._programs) == 1
 
 
+def _sigmoid_sums_thrice(tf, row_counts) -> None:  # type: ignore[no-untyped-def]
+    """Three sigmoid sums of the first ``rows`` rows, for each count: the last
+    against the float64 formula."""
+    for rows in row_counts:
+        z, y = tf.constant(Z[:rows]), tf.constant(BIN[:rows])
+        for _ in range(3):
+            out = xent.sigmoid_cross_entropy(z, y, reduction="sum")
+        assert_close(out, ref.sigmoid(Z[:rows], BIN[:rows], reduction="sum"), reduced=Z[:rows].size)
+
+
 def test_tensorflow_compiled_shapes_are_traced_once_each(tf_functions, monkeypatch, caplog):
     # One concrete function per signature: no signature is traced twice, and
     # TF's "triggered tf.function retracing" warning (five traces of one
@@ -735,11 +745,7 @@ def test_tensorflow_compiled_shapes_are_traced_once_each(tf_functions, monkeypat
     real = tf_functions._program
     monkeypatch.setattr(tf_functions, "_program", lambda *a: traces.append(a[2][0].shape) or real(*a))
     with caplog.at_level("WARNING"):
-        for rows in range(2, 10):
-            z, y = tf.constant(Z[:rows]), tf.constant(BIN[:rows])
-            for _ in range(3):
-                out = xent.sigmoid_cross_entropy(z, y, reduction="sum")
-            assert_close(out, ref.sigmoid(Z[:rows], BIN[:rows], reduction="sum"), reduced=Z[:rows].size)
+        _sigmoid_sums_thrice(tf, range(2, 10))
     assert [s[0] for s in traces] == list(range(2, 10))
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
 
@@ -747,11 +753,7 @@ def test_tensorflow_compiled_shapes_are_traced_once_each(tf_functions, monkeypat
 def test_tensorflow_compiled_programs_are_capped(tf_functions, monkeypatch):
     tf = _tf()
     monkeypatch.setattr(tf_functions, "_MAX_PROGRAMS", 2)
-    for rows in (5, 6, 7):
-        z, y = tf.constant(Z[:rows]), tf.constant(BIN[:rows])
-        for _ in range(3):
-            out = xent.sigmoid_cross_entropy(z, y, reduction="sum")
-        assert_close(out, ref.sigmoid(Z[:rows], BIN[:rows], reduction="sum"), reduced=Z[:rows].size)
+    _sigmoid_sums_thrice(tf, (5, 6, 7))
     assert sorted(key[2][0][0][0] for key in tf_functions._programs) == [5, 6]  # the third: op by op
 
 
