@@ -113,17 +113,23 @@ def test_jax_dense_forward_mode_and_second_order(monkeypatch, masked):
     np.testing.assert_allclose(hess, want, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("window", [None, 2])
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("axis", [-1, 0])
-def test_tf_dense_traced_form_derivatives(monkeypatch, masked, axis):
+def test_tf_dense_traced_form_derivatives(monkeypatch, masked, axis, window):
     # TF's traced dense loss on large logits (tensorflow_backend._soft_nll):
     # the unguarded form, a tf.cond to the guarded formula when a row is NaN,
     # derivatives written out. Reverse mode and a Hessian-vector product
-    # against float64 formulas, with and without a masked -inf logit.
+    # against float64 formulas, with and without a masked -inf logit. With
+    # windows of 2, its reductions are XLA's variadic reduces (_sums: 5
+    # classes are two windows and a short one, 6 are three), whose derivative
+    # is written out too; otherwise (5-6 classes) tf.reduce_*.
     tf = pytest.importorskip("tensorflow")
     from xent.backends import tensorflow_backend
 
     monkeypatch.setattr(tensorflow_backend, "_SOFT_NLL_MIN", 0)  # (it starts at 2^20 logits)
+    if window is not None:
+        monkeypatch.setattr(tensorflow_backend, "_WINDOW", window)
     z, y = Z.astype(np.float64), SOFT.astype(np.float64)
     if axis == 0:
         z, y = z.T.copy(), y.T.copy()
@@ -224,6 +230,62 @@ def test_half_inputs_under_xla(monkeypatch, fw, loss, masked):
     reduced = 256 if loss == "dense" else z.size
     assert_close(out, want, dtype="bfloat16", num_classes=512, reduced=reduced)
     assert_close(grad, want_grad, dtype="bfloat16", num_classes=512)
+
+
+def _tf_compiled_entry(fn, *specs):  # type: ignore[no-untyped-def]
+    """The entry computation of XLA's optimized program of ``fn`` (compiled, not run)."""
+    tf = pytest.importorskip("tensorflow")
+    program = tf.function(fn, jit_compile=True, autograph=False)
+    text = program.experimental_get_compiler_ir(*specs)(stage="optimized_hlo")
+    entry = text[text.index("ENTRY"):]
+    return entry[: entry.index("\n}")]
+
+
+def test_tf_dense_under_xla_writes_no_float32_copy():
+    # XLA's CPU backend writes out the (upcast) input of each plain reduction:
+    # as tf.reduce_* the dense loss's four reductions wrote four float32
+    # copies of the logits' size (1.47x tf.nn's forward+backward at 4096x32000
+    # bf16). As variadic reduces over windows (tensorflow_backend._sums) the
+    # forward writes none, and forward+backward only the shared exp(z - m).
+    tf = pytest.importorskip("tensorflow")
+    spec = tf.TensorSpec((4096, 32000), tf.bfloat16)
+    mean = lambda a, b: xent.softmax_cross_entropy(a, b, reduction="mean")  # noqa: E731
+
+    def both(a, b):  # type: ignore[no-untyped-def]
+        with tf.GradientTape() as tape:
+            tape.watch(a)
+            out = mean(a, b)
+        return out, tape.gradient(out, a)
+
+    assert "= f32[4096,32000]" not in _tf_compiled_entry(mean, spec, spec)
+    assert _tf_compiled_entry(both, spec, spec).count("= f32[4096,32000]") == 1
+
+
+def test_tf_dense_under_xla_sums_in_windows(monkeypatch):
+    # The variadic reduces of tensorflow_backend._sums add one value at a
+    # time: over whole rows of 32000 classes a float32 row's loss was up to
+    # 135 ulp off. In windows of 32, then tf.reduce_sum, each row is within
+    # 3 ulp of float64 (measured: 1.5 and 2.2; tf.nn's op 2.2 and 3.9, the
+    # plain tf.reduce_* form 2.3 and 10), on the last axis and on axis 0 with
+    # 31999 classes (the last window short).
+    tf = pytest.importorskip("tensorflow")
+    from xent.backends import tensorflow_backend
+
+    if tensorflow_backend._xla is None:
+        pytest.skip("this TF has no tf2xla variadic reduce (xent uses tf.reduce_*)")
+
+    monkeypatch.setattr(tensorflow_backend, "_SOFT_NLL_MIN", 0)
+    local = np.random.default_rng(3)
+    for axis, (n, c) in ((-1, (48, 32000)), (0, (31999, 16))):
+        z = (local.normal(size=(n, c)) * 3).astype(np.float32)
+        y = local.random((n, c)).astype(np.float32)
+        y /= y.sum(axis, keepdims=True)
+        rows = tf.function(lambda a, b: xent.softmax_cross_entropy(a, b, axis=axis), jit_compile=True, autograph=False)
+        got = rows(tf.constant(z), tf.constant(y)).numpy().astype(np.float64)
+        zr, yr = (np.moveaxis(x.astype(np.float64), axis, -1) for x in (z, y))
+        want = ref.dense(zr, yr)
+        ulps = np.abs(got - want) / np.spacing(np.abs(want).astype(np.float32))
+        assert ulps.max() <= 3, ulps.max()
 
 
 def test_jax_half_dense_writes_no_float32_copy():
