@@ -99,11 +99,18 @@ def _reduced_binary_nll(be: Backend, z: Array, y: Array, scale: float, narrow: s
     guarded formula's: ``∂/∂z = σ(z) - y``, ``∂/∂y = -z``, except 0 where an
     infinite ``z`` agrees with its label (``y = 0`` at ``-inf``, ``y = 1`` at
     ``+inf``), where the loss is 0 whatever the label's value nearby.
+    For float32/64 inputs ``σ(z)`` is ``(e where z < 0, else 1) / (1 + e)`` from
+    the forward's ``e = exp(-|z|)``, which XLA then writes out once instead
+    of computing a second ``exp`` (forward+backward at 4096x32000 float32,
+    separate runs: 1.05-1.12x of tf.nn's before, 0.89-1.04x after, one run
+    1.19x); for upcast half inputs the second ``exp`` is cheaper than that
+    float32 write (bf16: 0.81-0.89x, against 1.02-1.13x).
     """
 
     @tf.custom_gradient
     def run(z: Array, y: Array) -> Any:
-        total = tf.reduce_sum(tf.math.log1p(tf.exp(-tf.abs(z))) + y * tf.nn.relu(-z) + (1.0 - y) * tf.nn.relu(z))
+        e = tf.exp(tf.where(z < 0, z, -z))  # exp(-|z|), its derivative right at 0 (for the second order)
+        total = tf.reduce_sum(tf.math.log1p(e) + y * tf.nn.relu(-z) + (1.0 - y) * tf.nn.relu(z))
         total = tf.cond(
             tf.math.is_nan(total),
             be.held_branch(narrow, lambda a, b: tf.reduce_sum(be.guarded_binary_nll(a, b, None)), z, y),
@@ -113,7 +120,8 @@ def _reduced_binary_nll(be: Backend, z: Array, y: Array, scale: float, narrow: s
         def grad(g: Array) -> tuple[Array, Array]:
             g = g * scale
             agree = tf.math.is_inf(z) & (y == tf.cast(z > 0, y.dtype))
-            return g * (tf.sigmoid(z) - y), g * tf.where(agree, tf.zeros_like(z), -z)
+            sigmoid = tf.sigmoid(z) if narrow else tf.where(z < 0, e, tf.ones_like(e)) / (1.0 + e)
+            return g * (sigmoid - y), g * tf.where(agree, tf.zeros_like(z), -z)
 
         return total * scale, grad
 

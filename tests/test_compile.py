@@ -232,6 +232,34 @@ def test_half_inputs_under_xla(monkeypatch, fw, loss, masked):
     assert_close(grad, want_grad, dtype="bfloat16", num_classes=512)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tf_sigmoid_traced_form_second_order(dtype, jit_compile):
+    # TF's traced sigmoid sum (tensorflow_backend._reduced_binary_nll) takes
+    # σ(z) in its gradient from the forward's exp(-|z|): the second
+    # derivative σ(z)·(1 - σ(z)) against float64, at z = 0 too (where |z| has
+    # no derivative: through tf.abs it came out 0, not 1/4).
+    tf = pytest.importorskip("tensorflow")
+    z = Z.astype(np.float64)
+    z[0] = 0.0
+
+    @tf.function(jit_compile=jit_compile, autograph=False)
+    def run(a, b):  # type: ignore[no-untyped-def]
+        with tf.GradientTape() as outer:
+            outer.watch(a)
+            with tf.GradientTape() as inner:
+                inner.watch(a)
+                loss = xent.sigmoid_cross_entropy(a, b, reduction="sum")
+            da = inner.gradient(loss, a)
+            total = tf.reduce_sum(da)
+        return da, outer.gradient(total, a)  # the Hessian is diagonal
+
+    da, diag = run(tf.constant(z, dtype), tf.constant(SOFT, dtype))
+    s = 1 / (1 + np.exp(-z))
+    assert_close(da.numpy(), ref.sigmoid_grads(z, SOFT.astype(np.float64))[0], dtype=dtype)
+    assert_close(diag.numpy(), s * (1 - s), dtype=dtype)
+
+
 def _tf_compiled_entry(fn, *specs):  # type: ignore[no-untyped-def]
     """The entry computation of XLA's optimized program of ``fn`` (compiled, not run)."""
     tf = pytest.importorskip("tensorflow")
