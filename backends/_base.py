@@ -291,6 +291,13 @@ class Backend:
         of :meth:`xlogy`, and what its derivative with respect to ``weight`` is."""
         return self.where((weight == 0) & self.isinf(value), 0.0, value)
 
+    def row_max(self, z: Array, axis: int, narrow: str | None = None) -> Array:
+        """The max of ``z`` along ``axis`` (kept), with no derivative: the softmax
+        losses' shift. ``narrow``: the half dtype ``z`` was upcast from, or None;
+        the max is the same value in either dtype, and a backend whose compiler
+        then reads the input narrow (JAX) takes it there."""
+        return self.stop_gradient(self.max(z, axis, keepdims=True))
+
     def held_branch(self, narrow: str | None, fn: Any, *xs: Array) -> Any:
         """``lambda: fn(*xs)``, a branch of a conditional (``lax.cond``,
         ``tf.cond``), with ``xs`` held in the half dtype ``narrow`` they were
@@ -363,19 +370,21 @@ class Backend:
         either way; a backend whose conditional must hold the inputs holds them
         narrow (:meth:`held_branch`).
         """
-        shifted = z - self.stop_gradient(self.max(z, axis, keepdims=True))
+        shifted = z - self.row_max(z, axis, narrow)
         guarded = self.unweighted_inf_as_zero(y, shifted)
         log_s = self.log(self.sum(self.exp(shifted), axis))
         return log_s * self.sum(y, axis) - self.sum(y * guarded, axis)
 
-    def nll(self, z: Array, labels: Array, axis: int) -> Array:
+    def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None) -> Array:
         """``-log_softmax(z)[labels]`` along ``axis``; every label is in ``[0, C)``.
 
         Computed as ``log Σ exp(z - m) - (z_y - m)`` with ``m`` the row max, which
         keeps the difference ``z_y - m`` exact instead of rounding a large
         ``logsumexp`` before subtracting ``z_y``.
+
+        ``narrow``: the half dtype ``z`` was upcast from, or None (:meth:`row_max`).
         """
-        m = self.stop_gradient(self.max(z, axis, keepdims=True))
+        m = self.row_max(z, axis, narrow)
         log_s = self.log(self.sum(self.exp(z - m), axis))
         # Gather from z, not from z - m: the shifted logits then feed only the
         # exp-sum, which a compiler (XLA) fuses into one pass without a

@@ -276,7 +276,7 @@ class NumpyBackend(Backend):
         logp[(y == 0) & np.isinf(logp)] = 0.0  # (logp is our own scratch array)
         return -np.sum(y * logp, axis=axis)[()]
 
-    def nll(self, z: Array, labels: Array, axis: int) -> Array:
+    def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None) -> Array:
         """``log Σ exp(z - m) - (z_y - m)``, blocked (see :func:`_blocked`).
 
         The label's shifted logit is gathered from the block before ``exp``

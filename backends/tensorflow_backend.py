@@ -400,7 +400,7 @@ class TensorflowBackend(Backend):
             return super().soft_nll(z, y, axis)
         return _soft_nll(self, z, y, axis, narrow)
 
-    def nll(self, z: Array, labels: Array, axis: int) -> Array:
+    def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None) -> Array:
         # The fused kernel takes classes on the last axis and int32/int64 labels.
         rank = len(z.shape)
         if axis != rank - 1:

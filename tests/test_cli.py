@@ -149,12 +149,15 @@ def test_bench_subcommand_runs_and_writes_json(tmp_path):  # type: ignore[no-unt
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "-m", "xent", "bench", "--backends", "numpy", "--sizes", "32x10",
-         "--losses", "sparse", "--no-progress", "--json", str(out)],
+         "--losses", "sparse", "--no-progress", "--pairs", "40", "--json", str(out)],
         capture_output=True, text=True, check=True,
     )
     assert "ratio" in proc.stdout
     data = json.loads(out.read_text())
-    assert data, "the JSON file is empty"
+    assert data["cells"], "the JSON file has no cells"
+    # --pairs raises the floor on interleaved pairs (the time budget alone gives
+    # a 32x10 NumPy cell about a dozen)
+    assert all(cell["pairs"] >= 40 for cell in data["cells"])
 
 
 @pytest.mark.parametrize("option, value", [("--dtypes", "float16"), ("--backends", "numpy,mxnet"), ("--losses", "hinge")])
@@ -167,3 +170,13 @@ def test_bench_rejects_unknown_choices(option, value):  # type: ignore[no-untype
     proc = subprocess.run([sys.executable, "-m", "xent", "bench", option, value], capture_output=True, text=True)
     assert proc.returncode == 2
     assert f"argument {option}: '{value}': pick from" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_bench_rejects_bad_pairs(value):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "xent", "bench", "--pairs", value], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert f"argument --pairs: '{value}': expected a whole number of at least 1" in proc.stderr

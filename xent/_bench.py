@@ -48,6 +48,11 @@ DTYPES = ("float32", "bfloat16")
 MODULES = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "optax"}
 
 Fn = Callable[[], Any]
+#: interleaved pairs per large cell at least: a large call takes 0.05-4 s on
+#: a 2-core VM, so the 1 s budget alone gives 1-10 pairs. With 3, the median
+#: moved cells by up to 0.2 between runs of unchanged code (TF XLA sigmoid
+#: float32 forward: 1.22x; 0.99x with 9).
+LARGE_MIN_PAIRS = 7
 
 
 @dataclass
@@ -436,10 +441,12 @@ def _budget(cell: Cell, quick: bool) -> float:
     return 0.1 if quick else 0.25
 
 
-def _measure(cell: Cell, inp: Inputs, quick: bool) -> None:
+def _measure(cell: Cell, inp: Inputs, quick: bool, min_pairs: int | None = None) -> None:
     xent_fn, native_fn, cell.anchor = BUILDERS[cell.backend](cell, inp)
     large = cell.n * cell.c >= 10**7
-    r = time_ab(xent_fn, native_fn, _budget(cell, quick), min_pairs=3 if large else 5,
+    if min_pairs is None:
+        min_pairs = LARGE_MIN_PAIRS if large else 5
+    r = time_ab(xent_fn, native_fn, _budget(cell, quick), min_pairs=min_pairs,
                 warmup=1 if large else 2, warmup_s=0.0 if large else 0.75)
     cell.xent_ms, cell.native_ms = r["xent_s"] * 1e3, r["native_s"] * 1e3
     cell.ratio, cell.ratio_p25, cell.ratio_p75 = r["ratio"], r["ratio_p25"], r["ratio_p75"]
@@ -623,6 +630,17 @@ def _subset(choices: tuple[str, ...]) -> Any:
     return parse
 
 
+def _positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of at least 1")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``xent bench``'s options to ``parser``."""
     parser.add_argument("--quick", action="store_true",
@@ -636,6 +654,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", metavar="LIST", help="comma-separated NxC, e.g. 32x10,4096x32000")
     parser.add_argument("--dtypes", metavar="LIST", type=_subset(DTYPES), default=list(DTYPES),
                         help="comma-separated subset of float32,bfloat16 (default: both; NumPy: float32)")
+    parser.add_argument("--pairs", metavar="N", type=_positive,
+                        help=f"at least N interleaved pairs per cell (default: {LARGE_MIN_PAIRS} at "
+                             "10^7 logits and more, 5 below; more pairs, steadier medians)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -660,7 +681,7 @@ def run(args: argparse.Namespace) -> int:
         for cell in group:
             progress.show(cell.label())
             try:
-                _measure(cell, inp, args.quick)
+                _measure(cell, inp, args.quick, args.pairs)
             except Exception as exc:  # a broken cell is reported, the run goes on
                 failures += 1
                 cell.note = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"

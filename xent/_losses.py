@@ -187,7 +187,8 @@ def sparse_softmax_cross_entropy(
         else:
             # Fused native kernel where the backend has one (torch, TF): it only
             # ever sees in-range labels; masks and weights are applied here.
-            loss = be.nll(z, y.safe, axis)
+            # (narrow: the half dtype the logits were upcast from, unless soft-capped)
+            loss = be.nll(z, y.safe, axis, None if cap is not None or p.dtype == p.compute_dtype else p.dtype)
             if class_w is not None:
                 loss = be.xlogy(class_w, loss)
         if zl:
