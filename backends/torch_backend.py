@@ -405,12 +405,15 @@ class TorchBackend(Backend):
             # to the dtype's minimum (0·min = 0 where the label is 0) and a
             # per-row flag that restores inf where a non-zero label meets a
             # -inf logit: inductor then fuses the three reductions into the
-            # softmax kernel (a select splits it: measured 1.2x slower).
+            # softmax kernel (a select splits it: measured 1.2x slower). The
+            # flag is a count of such entries, not `.any()`: inductor's
+            # vectorised bool reduction cost ~20% of the bfloat16 forward at
+            # 4096x32000 (1.19-1.21x the native loss, 1.00x with the count).
             m = z.amax(axis, keepdim=True).detach()
             shifted = z - m
             log_s = torch.log(torch.exp(shifted).sum(axis))
             picked = (y * shifted.clamp(min=torch.finfo(z.dtype).min)).sum(axis)
-            lost = ((y != 0) & (shifted == -math.inf)).any(axis)
+            lost = ((y != 0) & (shifted == -math.inf)).to(z.dtype).sum(axis) > 0
             return log_s * y.sum(axis) - picked + torch.where(lost, math.inf, 0.0)
         return super().soft_nll(z, y, axis)
 
