@@ -177,9 +177,10 @@ def _sums(axis: int, *terms: tuple[Array, str]) -> list[Array]:
     ``_WINDOW``-th of the logits, are reduced by ``tf.reduce_*``. (XLA's own
     plan is the same, windows of 32 first: a sum as one variadic reduce over
     whole rows adds one value at a time, measured up to 135 ulp off at 32000
-    classes, where tf.nn's op was up to 5 ulp off and windows 2.) Otherwise ``tf.reduce_*``. The derivative is
-    written out (XLA's reduce has none in TF): a sum's is its upstream
-    gradient broadcast back, itself differentiable (higher orders)."""
+    classes, where tf.nn's op was up to 5 ulp off and windows 2.) Otherwise
+    ``tf.reduce_*``. The derivative is written out (XLA's reduce has none in
+    TF): a sum's is its upstream gradient broadcast back, itself
+    differentiable (higher orders)."""
     xs = [tf.stop_gradient(x) if kind == "max" else x for x, kind in terms]
     kinds = tuple(kind for _, kind in terms)
     shape = xs[0].shape.as_list()

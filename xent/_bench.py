@@ -53,6 +53,7 @@ Fn = Callable[[], Any]
 #: moved cells by up to 0.2 between runs of unchanged code (TF XLA sigmoid
 #: float32 forward: 1.22x; 0.99x with 9).
 LARGE_MIN_PAIRS = 7
+SMALL_MIN_PAIRS = 5  # (small cells: the 0.25 s budget gives dozens)
 
 
 @dataclass
@@ -445,7 +446,7 @@ def _measure(cell: Cell, inp: Inputs, quick: bool, min_pairs: int | None = None)
     xent_fn, native_fn, cell.anchor = BUILDERS[cell.backend](cell, inp)
     large = cell.n * cell.c >= 10**7
     if min_pairs is None:
-        min_pairs = LARGE_MIN_PAIRS if large else 5
+        min_pairs = LARGE_MIN_PAIRS if large else SMALL_MIN_PAIRS
     r = time_ab(xent_fn, native_fn, _budget(cell, quick), min_pairs=min_pairs,
                 warmup=1 if large else 2, warmup_s=0.0 if large else 0.75)
     cell.xent_ms, cell.native_ms = r["xent_s"] * 1e3, r["native_s"] * 1e3
@@ -656,7 +657,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated subset of float32,bfloat16 (default: both; NumPy: float32)")
     parser.add_argument("--pairs", metavar="N", type=_positive,
                         help=f"at least N interleaved pairs per cell (default: {LARGE_MIN_PAIRS} at "
-                             "10^7 logits and more, 5 below; more pairs, steadier medians)")
+                             f"10^7 logits and more, {SMALL_MIN_PAIRS} below; more pairs, steadier medians)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 

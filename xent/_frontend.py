@@ -150,14 +150,21 @@ def _check_shapes_match(
         raise ValueError(message)
 
 
+def narrow_of(p: Predictions) -> str | None:
+    """The half dtype the predictions are upcast from, or None: the ``narrow``
+    hint of ``Backend.nll``."""
+    return None if p.dtype == p.compute_dtype else p.dtype
+
+
 def upcast_from(p: Predictions, labels: Any) -> str | None:
     """The half dtype that both the predictions and ``labels`` (an array of the
     predictions' framework) are upcast from, or None: the ``narrow`` hint of
     ``Backend.soft_nll`` / ``binary_nll``."""
     be = p.backend
-    if p.dtype == p.compute_dtype or not be.is_array(labels) or be.dtype_name(labels) != p.dtype:
+    narrow = narrow_of(p)
+    if narrow is None or not be.is_array(labels) or be.dtype_name(labels) != narrow:
         return None
-    return p.dtype
+    return narrow
 
 
 def float_labels(p: Predictions, labels: Any, name: str = "labels") -> Array:

@@ -188,7 +188,7 @@ def sparse_softmax_cross_entropy(
             # Fused native kernel where the backend has one (torch, TF): it only
             # ever sees in-range labels; masks and weights are applied here.
             # (narrow: the half dtype the logits were upcast from, unless soft-capped)
-            loss = be.nll(z, y.safe, axis, None if cap is not None or p.dtype == p.compute_dtype else p.dtype)
+            loss = be.nll(z, y.safe, axis, None if cap is not None else fe.narrow_of(p))
             if class_w is not None:
                 loss = be.xlogy(class_w, loss)
         if zl:
