@@ -360,6 +360,7 @@ def test_jax_half_row_max_reads_narrow(loss, dtype):
     max_types = {t for t, name in reduces if " maximum(" in bodies[name]}
     assert max_types == {short}, reduces
 
+
 @pytest.mark.parametrize("pos_weight", [False, True])
 def test_jax_sigmoid_forward_mode_and_second_order(pos_weight):
     # JAX's sigmoid loss: the unguarded formula, a lax.cond to the guarded one
