@@ -8,3 +8,14 @@ arrays, how to move labels onto their device, and which of the primitives of
 from ._base import Backend
 
 __all__ = ["Backend"]
+
+
+def __getattr__(name: str) -> object:
+    # ``xent.backends.torch_backend`` imported on first access: the registry
+    # reaches torch's backend this way, an attribute read that torch.compile
+    # traces without guarding on the registry's caches.
+    if name == "torch_backend":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.torch_backend")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

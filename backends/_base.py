@@ -119,6 +119,18 @@ class Backend:
         xp = self.namespace(x)
         return xp.astype(x, getattr(xp, dtype))
 
+    def with_rank(self, x: Array, shape: tuple[int | None, ...] | None, name: str = "x") -> Array:
+        """``x`` with the static ``shape`` it must have, where the framework does
+        not know its rank at trace time (TensorFlow: ``tf.squeeze`` in a
+        ``tf.function``); ``x`` itself elsewhere. ``shape=None``: no shape is
+        expected, and an unknown rank is a ``ValueError`` naming ``name``."""
+        return x
+
+    def loss_dtype(self, x: Array, dtype: str) -> str:
+        """The dtype a loss of predictions ``x`` (of dtype ``dtype``) is returned
+        in: ``dtype``, unless the framework's mixed precision says otherwise."""
+        return dtype
+
     def shape(self, x: Array) -> tuple[int | None, ...]:
         """The static shape; ``None`` for a dimension unknown at trace time."""
         return tuple(x.shape)

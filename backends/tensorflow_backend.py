@@ -325,6 +325,16 @@ class TensorflowBackend(Backend):
     def shape(self, x: Array) -> tuple[int | None, ...]:
         return tuple(x.shape.as_list()) if x.shape.rank is not None else ()
 
+    def with_rank(self, x: Array, shape: tuple[int | None, ...] | None, name: str = "x") -> Array:
+        if x.shape.rank is not None:
+            return x
+        if shape is None:
+            raise ValueError(
+                f"{name} has an unknown rank (shape {x.shape}); xent needs its rank to find "
+                f"the class axis: give it one, e.g. tf.ensure_shape({name}, [None, num_classes])"
+            )
+        return tf.ensure_shape(x, list(shape))
+
     def can_inspect(self, x: Array) -> bool:
         return tf.executing_eagerly() and "GPU" not in x.device and "TPU" not in x.device
 

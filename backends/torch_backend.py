@@ -83,7 +83,14 @@ def _fusable(logits: Array, reduction: str, axis: int | None = None) -> int | No
             return None
     elif enum == 1 and not logits.numel():
         return None
+    if logits.dtype in _HALF and _autocast(logits):
+        return None  # (the general path returns float32 there, as torch.autocast does)
     return None if _is_compiling() or _functorch_active() else enum
+
+
+def _autocast(x: Array) -> bool:
+    """Whether torch.autocast is on for ``x``'s device."""
+    return torch.is_autocast_enabled(x.device.type)
 
 
 def _cross_entropy(x: Array, target: Array, enum: int, ignore_index: int = -100) -> Array:
@@ -347,6 +354,13 @@ class TorchBackend(Backend):
     def cast(self, x: Array, dtype: str) -> Array:
         return x.to(_DTYPES[dtype])
 
+    def loss_dtype(self, x: Array, dtype: str) -> str:
+        # torch.autocast computes its losses in float32 (cross_entropy is on
+        # its float32 list), so half logits give a float32 loss there.
+        if dtype in ("float16", "bfloat16") and _autocast(x):
+            return "float32"
+        return dtype
+
     def can_inspect(self, x: Array) -> bool:
         return (
             x.device.type == "cpu"
@@ -374,7 +388,11 @@ class TorchBackend(Backend):
         return z.amax(axis, keepdim=True).detach()
 
     def take(self, table: Array, index: Array) -> Array:
-        return table[index]
+        # torch indexes with int64 (int32) only, and reads uint8/bool as a mask.
+        return table[index.long()]
+
+    def take_along_axis(self, x: Array, index: Array, axis: int) -> Array:
+        return torch.take_along_dim(x, index.long(), axis)
 
     def softplus(self, x: Array) -> Array:
         return _softplus_neg(-x)
@@ -520,3 +538,8 @@ class TorchBackend(Backend):
         from .torch_linear import linear_cross_entropy_chunks  # the chunked LM-head loss, lazily
 
         return linear_cross_entropy_chunks(self, *args)
+
+
+#: The one instance: the registry returns it for torch's own tensor types
+#: without touching its caches (see xent._registry.backend_for).
+BACKEND = TorchBackend()

@@ -40,6 +40,8 @@ same code runs without ``out=`` buffers and without keeping the last chunk
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import torch
@@ -89,8 +91,9 @@ def _shifted(raw: Array, b: Array | None, cap: float | None, compute: torch.dtyp
     t = None
     s = z
     if cap is not None:
+        masked = torch.isneginf(z)  # a -inf logit stays -inf (fe.softcap)
         t = z.div_(cap).tanh_()
-        s = torch.mul(t, cap, out=bufs.get("s", raw.shape[0], compute))
+        s = torch.mul(t, cap, out=bufs.get("s", raw.shape[0], compute)).masked_fill_(masked, -math.inf)
     if m is None:
         m = s.amax(1, keepdim=True)
     return s.sub_(m), t, m

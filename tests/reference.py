@@ -159,7 +159,8 @@ def _clip_bounds(eps, dtype):
 
 
 def _capped(z, cap):
-    return z if cap is None else cap * np.tanh(z / cap)
+    # a -inf (masked) logit stays -inf
+    return z if cap is None else np.where(z == -np.inf, z, cap * np.tanh(z / cap))
 
 
 def _zcap_inputs(z, y, axis, ignore_index, cw, cap):
@@ -182,6 +183,7 @@ def sparse_zcap(z, y, axis=-1, ignore_index=None, alpha=0.0, cw=None, w=None, re
     lse = (m + np.log(np.exp(s - m).sum(-1, keepdims=True)))[..., 0]
     nll = lse - np.take_along_axis(s, ys[..., None], -1)[..., 0]
     smooth = (cwv * (lse[..., None] - s)).sum(-1)
+    smooth = smooth if alpha else 0.0  # (a -inf logit makes it inf, weighted by 0)
     loss = (1 - alpha) * cwv[ys] * nll + (alpha / c) * smooth + z_loss * lse**2
     weight = cwv[ys] * keep
     if w is not None:

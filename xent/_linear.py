@@ -177,7 +177,8 @@ def chunk_dlogits(
         smooth = be.expand_dims(go * (plan.alpha / plan.vocab), 1)
         g = g - (smooth if cw is None else smooth * be.expand_dims(cw, 0))
     if plan.cap is not None:
-        t = s * (1.0 / plan.cap)
+        # (clipped: a -inf logit keeps s = -inf, where the derivative is 0)
+        t = be.clip(s * (1.0 / plan.cap), -1.0, 1.0)
         g = g * (1.0 - t * t)
     return g
 
@@ -219,6 +220,7 @@ def _operand(p: fe.Predictions, x: Any, name: str, shape: tuple[int, ...], same_
     return arr
 
 
+@fe.plain_python
 def linear_cross_entropy(
     hidden: Array,
     weight: Array,

@@ -16,6 +16,7 @@ from xent._frontend import Reduction
 Array = Any
 
 
+@fe.plain_python
 def softmax_cross_entropy(
     logits: Array,
     labels: Array,
@@ -88,6 +89,7 @@ def softmax_cross_entropy(
         return fe.reduce(p, loss, reduction, weights=w)
 
 
+@fe.plain_python
 def sparse_softmax_cross_entropy(
     logits: Array,
     labels: Array,
@@ -199,6 +201,7 @@ def sparse_softmax_cross_entropy(
         )
 
 
+@fe.plain_python
 def sigmoid_cross_entropy(
     logits: Array,
     labels: Array,
@@ -258,6 +261,7 @@ def sigmoid_cross_entropy(
         return fe.reduce(p, loss, reduction, weights=w)
 
 
+@fe.plain_python
 def categorical_cross_entropy(
     probs: Array,
     labels: Array,
@@ -310,6 +314,7 @@ def categorical_cross_entropy(
         return fe.reduce(p, loss, reduction, weights=w)
 
 
+@fe.plain_python
 def sparse_categorical_cross_entropy(
     probs: Array,
     labels: Array,
@@ -363,6 +368,7 @@ def sparse_categorical_cross_entropy(
         return fe.reduce(p, loss, reduction, weights=w, keep=y.keep, bad=y.bad)
 
 
+@fe.plain_python
 def binary_cross_entropy(
     probs: Array,
     labels: Array,

@@ -47,8 +47,15 @@ def shape(x: Any) -> tuple[Any, ...]:
     return tuple(backend(x).shape(x)) if not is_host(x) else np.shape(x)
 
 
-def numel(x: Array) -> int:
-    return math.prod(int(d) for d in shape(x))
+def numel(x: Array) -> Any:
+    """The number of elements: an int where the shape is static, else (a
+    dimension unknown at trace time, under tf.function) a scalar array of
+    ``x``'s framework, counted at run time."""
+    dims = shape(x)
+    if all(d is not None for d in dims):
+        return math.prod(int(d) for d in dims)
+    be = backend(x)
+    return be.sum(be.cast(be.ones_like(x), "float32"))
 
 
 def is_float(x: Any) -> bool:
