@@ -292,6 +292,11 @@ def _program(fn: Any, names: tuple[str, ...], args: tuple[Array, ...], options: 
     return function.get_concrete_function(*args, **options)
 
 
+def _index(index: Array) -> Array:
+    """Class ids as TF's gathers take them: int32 or int64."""
+    return index if index.dtype in (tf.int32, tf.int64) else tf.cast(index, tf.int64)
+
+
 class TensorflowBackend(Backend):
     name = "tensorflow"
     module = "tensorflow"
@@ -383,10 +388,20 @@ class TensorflowBackend(Backend):
         return tf.stop_gradient(x)
 
     def take(self, table: Array, index: Array) -> Array:
-        return tf.gather(table, index)
+        return tf.gather(table, _index(index))
 
     def take_along_axis(self, x: Array, index: Array, axis: int) -> Array:
-        return tf.experimental.numpy.take_along_axis(x, index, axis=axis)
+        # A batched gather along the last axis (tf.experimental.numpy's
+        # take_along_axis broadcasts shapes at run time, which XLA cannot do
+        # for a dimension unknown when tracing: a None batch).
+        rank = len(x.shape)
+        axis %= rank
+        perm = [d for d in range(rank) if d != axis] + [axis]
+        moved = axis != rank - 1
+        if moved:
+            x, index = tf.transpose(x, perm), tf.transpose(index, perm)
+        out = tf.gather(x, _index(index), batch_dims=rank - 1)
+        return tf.transpose(out, [perm.index(d) for d in range(rank)]) if moved else out
 
     def softplus(self, x: Array) -> Array:
         return tf.math.softplus(x)

@@ -387,6 +387,11 @@ class TorchBackend(Backend):
         # (torch's amax itself, not through array-api-compat's max wrapper)
         return z.amax(axis, keepdim=True).detach()
 
+    def clip(self, x: Array, lo: float, hi: float) -> Array:
+        # (torch's own: array-api-compat's clip calls math.isnan on the bounds,
+        # which torch.compile(dynamic=True) cannot trace for a symbolic size)
+        return torch.clamp(x, lo, hi)
+
     def take(self, table: Array, index: Array) -> Array:
         # torch indexes with int64 (int32) only, and reads uint8/bool as a mask.
         return table[index.long()]

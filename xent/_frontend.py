@@ -248,7 +248,7 @@ def check_fraction(name: str, value: Any, upper: float) -> float:
 def check_z_loss(value: Any) -> float:
     """The z-loss scale: a finite number ``>= 0``."""
     number = _number(value)
-    if not (number >= 0.0 and math.isfinite(number)):
+    if not (number >= 0.0 and -math.inf < number < math.inf):
         raise ValueError(f"z_loss must be a finite number >= 0; received z_loss={value!r}")
     return number
 
@@ -258,7 +258,7 @@ def check_softcap(value: Any) -> float | None:
     if value is None:
         return None
     number = _number(value)
-    if not (number > 0.0 and math.isfinite(number)):
+    if not (number > 0.0 and -math.inf < number < math.inf):
         raise ValueError(
             f"logit_softcap must be None or a finite number > 0; received logit_softcap={value!r}"
         )
