@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import xent
-from xent.testing import assert_backends_agree, assert_close, installed
+from xent.testing import assert_backends_agree, assert_close, assert_ports_agree, installed
 
 pytest_plugins = ["pytester"]
 
@@ -115,3 +115,64 @@ def test_plugin_module_imports_no_framework():
             "print([m for m in ('torch', 'tensorflow', 'jax', 'array_api_strict') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _ports():  # type: ignore[no-untyped-def]
+    """A loss written natively in each installed framework (the user's pipeline
+    and its ports): the mean smoothed cross-entropy, none of them xent."""
+    ports = {}
+
+    def numpy_loss(z, y):
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        return np.mean(-0.9 * logp[np.arange(len(y)), y] - 0.1 * logp.mean(-1))
+
+    ports["numpy"] = numpy_loss
+    if installed("torch"):
+        import torch
+
+        ports["torch"] = lambda z, y: torch.nn.functional.cross_entropy(z, y.long(), label_smoothing=0.1)
+    if installed("tensorflow"):
+        import tensorflow as tf
+
+        def tf_loss(z, y):
+            onehot = tf.one_hot(y, z.shape[-1], dtype=z.dtype) * 0.9 + 0.1 / z.shape[-1]
+            return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(onehot, z))
+
+        ports["tensorflow"] = tf_loss
+    if installed("jax"):
+        import optax
+
+        ports["jax"] = lambda z, y: optax.softmax_cross_entropy(
+            z, optax.smooth_labels(__import__("jax").nn.one_hot(y, z.shape[-1], dtype=z.dtype), 0.1)).mean()
+    return ports
+
+
+def test_ports_agree_values_and_gradients():
+    ports = _ports()
+    out = assert_ports_agree(ports, LOGITS, LABELS, grad=len(ports) > 1)
+    assert set(ports) <= set(out)
+    logp = LOGITS - np.log(np.exp(LOGITS).sum(-1, keepdims=True))
+    np.testing.assert_allclose(out["reference"], np.mean(-0.9 * logp[np.arange(8), LABELS] - 0.1 * logp.mean(-1)),
+                               rtol=1e-12)
+
+
+def test_ports_disagreement_names_the_port():
+    ports = _ports()
+    ports["numpy"] = lambda z, y: np.float64(1.0)  # a wrong reference port
+    others = [n for n in ports if n != "numpy"]
+    if not others:
+        pytest.skip("no framework installed")
+    with pytest.raises(AssertionError) as info:
+        assert_ports_agree(ports, LOGITS, LABELS)
+    message = str(info.value)
+    assert message.startswith("ports disagree (numpy: <lambda>")
+    assert "(reference: numpy float64;" in message
+    for name in others:
+        assert f"{name} (float32): 1 of 1 elements differ" in message
+
+
+def test_ports_bad_names():
+    with pytest.raises(ValueError, match="unknown framework"):
+        assert_ports_agree({"pytorch": lambda z, y: z}, LOGITS, LABELS)
+    with pytest.raises(ValueError, match="fns is empty"):
+        assert_ports_agree({}, LOGITS, LABELS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -156,9 +156,92 @@ def assert_backends_agree(
     0.319312
     """
     names, explicit = selected_backends(backends)
+    title = f"backends disagree on {getattr(fn, '__name__', repr(fn))}"
+    return _agree(title, [(name, fn) for name in names], ("numpy", fn), args, kwargs, explicit=explicit,
+                  dtype=dtype, grad=grad, num_classes=num_classes, rtol=rtol, atol=atol)
+
+
+def assert_ports_agree(
+    fns: Mapping[str, Callable[..., Array]],
+    *args: Any,
+    dtype: str = "float32",
+    grad: bool = False,
+    num_classes: int | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    **kwargs: Any,
+) -> dict[str, np.ndarray]:
+    """Check that *different* functions, one per framework, compute the same loss:
+    your TensorFlow pipeline and its PyTorch port, say.
+
+    Each function gets the same NumPy inputs moved into its own framework
+    (floating ones in ``dtype``, integer ones as they are) and is compared,
+    with xent's tolerance table, against a float64 reference: the ``"numpy"``
+    entry of ``fns`` if there is one, else the first entry run in float64.
+    With ``grad=True`` the gradients of the (summed) results w.r.t. the first
+    argument are compared against the float64 gradient of the first function
+    whose framework has autodiff. The failure report is
+    :func:`assert_backends_agree`'s.
+
+    Args:
+      fns: ``{framework name: function}``, names as in
+        :func:`assert_backends_agree` (``numpy``, ``torch``, ``tensorflow``,
+        ``jax``, ``array_api_strict``); each function takes and returns arrays
+        of its framework. Every named framework must be installed.
+      *args: NumPy arrays or (nested) lists; the first is the predictions.
+      dtype, grad, num_classes, rtol, atol: as in :func:`assert_backends_agree`.
+      **kwargs: passed to every function.
+
+    Returns:
+      ``{framework name: result as a NumPy array}``, the float64 reference
+      under ``"reference"``.
+
+    Raises:
+      AssertionError: listing every function that disagrees or raised.
+      ValueError: for an unknown framework name or an empty ``fns``.
+
+    >>> import numpy as np
+    >>> from xent.testing import assert_ports_agree
+    >>> def mine(z, y):  # a NumPy port of some framework's loss
+    ...     return -np.take_along_axis(z - np.log(np.exp(z).sum(-1, keepdims=True)), y[:, None], -1)[:, 0]
+    >>> logits, labels = np.array([[2.0, 0.5, 1.0], [0.1, 1.0, 3.0]]), np.array([0, 2])
+    >>> out = assert_ports_agree({"numpy": mine}, logits, labels)
+    >>> out["reference"].round(6)
+    array([0.464369, 0.174255])
+    """
+    if not fns:
+        raise ValueError("fns is empty: give at least one {framework name: function}")
+    unknown = [name for name in fns if name not in NAMES]
+    if unknown:
+        raise ValueError(f"unknown framework {unknown}; known: {list(NAMES)}")
+    first = "numpy" if "numpy" in fns else next(iter(fns))
+    names = ", ".join(f"{name}: {getattr(f, '__name__', repr(f))}" for name, f in fns.items())
+    return _agree(f"ports disagree ({names})", list(fns.items()), (first, fns[first]), args, kwargs,
+                  explicit=True, dtype=dtype, grad=grad, num_classes=num_classes, rtol=rtol, atol=atol)
+
+
+def _agree(
+    title: str,
+    calls: Sequence[tuple[str, Callable[..., Array]]],
+    reference: tuple[str, Callable[..., Array]],
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    *,
+    explicit: bool,
+    dtype: str,
+    grad: bool,
+    num_classes: int | None,
+    rtol: float | None,
+    atol: float | None,
+) -> dict[str, np.ndarray]:
+    """Run each ``(framework, fn)`` of ``calls`` on ``args`` moved into that
+    framework and compare with ``reference`` run in float64 (values), and with
+    the first differentiable call run in float64 (gradients)."""
     first = np.asarray(args[0])
     num = num_classes or (first.shape[-1] if first.ndim else 2)
-    ref_out = np.asarray(fn(*[_to(framework("numpy"), a, "float64") for a in args], **kwargs), dtype=np.float64)
+    ref_fw = framework(reference[0])
+    ref_inputs = [_to(ref_fw, a, "float64") for a in args]
+    ref_out = np.asarray(ref_fw.to_numpy(reference[1](*ref_inputs, **kwargs)), dtype=np.float64)
     reduced = max(1, first.size // num) if ref_out.ndim == 0 else 1
     r, a = tolerance(dtype, num, reduced)
     r = r if rtol is None else rtol
@@ -166,7 +249,7 @@ def assert_backends_agree(
     results: dict[str, np.ndarray] = {"reference": ref_out}
     problems: list[str] = []
     ref_grad: np.ndarray | None = None
-    for name in names:
+    for name, fn in calls:
         if not installed(name):
             if explicit:
                 problems.append(f"{name}: not installed")
@@ -191,8 +274,8 @@ def assert_backends_agree(
         if grad and fw.differentiable:
             try:
                 if ref_grad is None:
-                    ref_inputs = [_to(fw, x, "float64") for x in args]
-                    ref_grad = fw.grad(lambda *xs: _sum(fn(*xs, **kwargs)), ref_inputs)[0]
+                    grad_inputs = [_to(fw, x, "float64") for x in args]
+                    ref_grad = fw.grad(lambda *xs: _sum(fn(*xs, **kwargs)), grad_inputs)[0]
                     results["reference_grad"] = ref_grad
                 g = fw.grad(lambda *xs: _sum(fn(*xs, **kwargs)), inputs)[0]
                 results[f"{name}_grad"] = g
@@ -202,11 +285,10 @@ def assert_backends_agree(
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"{name} ({dtype}) gradient: raised {type(exc).__name__}: {exc}")
     if problems:
-        fname = getattr(fn, "__name__", repr(fn))
         raise AssertionError(
-            f"backends disagree on {fname} (reference: NumPy float64; tolerance rtol={r:.3g}, "
+            f"{title} (reference: {reference[0]} float64; tolerance rtol={r:.3g}, "
             f"atol={a:.3g}):\n  " + "\n  ".join(problems))
     return results
 
 
-__all__ = ["ENV_BACKENDS", "assert_backends_agree", "assert_close", "selected_backends"]
+__all__ = ["ENV_BACKENDS", "assert_backends_agree", "assert_close", "assert_ports_agree", "selected_backends"]
