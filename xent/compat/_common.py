@@ -53,7 +53,7 @@ def numel(x: Array) -> Any:
     ``x``'s framework, counted at run time."""
     dims = shape(x)
     if all(d is not None for d in dims):
-        return math.prod(int(d) for d in dims)
+        return math.prod([int(d) for d in dims])  # (a list: torch.compile cannot trace a generator here)
     be = backend(x)
     return be.sum(be.cast(be.ones_like(x), "float32"))
 

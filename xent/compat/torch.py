@@ -27,15 +27,26 @@ uint8 only), a ``-inf`` logit under a zero probability target is finite
 (torch: NaN), out-of-range targets raise ``ValueError`` (torch:
 ``IndexError``). ``nll_loss`` is not provided (it is not a cross-entropy of
 logits).
+
+Also :func:`linear_cross_entropy` (``torch.nn.functional.linear_cross_entropy``
+of PyTorch 2.13, on xent's chunked :func:`xent.linear_cross_entropy`), and
+``nn``: the loss *modules* ``CrossEntropyLoss``, ``BCEWithLogitsLoss``,
+``BCELoss``, ``LinearCrossEntropyLoss`` (subclasses of torch's, so the same
+constructor, buffers and ``state_dict``) and ``XentLoss`` (any xent loss with
+xent's own options, as a module). ``nn`` needs PyTorch and imports it on first
+access; the functions above do not.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 from typing import Any
 
 import xent
 from xent.compat._common import as_predictions, backend, is_float, like, ndim, numel, safe_divide
+from xent.compat._common import shape as shape_of
 
 Array = Any
 _REDUCTIONS = ("none", "mean", "sum")
@@ -109,16 +120,21 @@ def cross_entropy(
         class_weights=weight, reduction="sum" if reduction == "mean" else reduction)
     if reduction != "mean":
         return loss
-    # torch's mean: Σ loss / Σ weight[target] over kept targets; NaN when that is 0
-    be = backend(input)
-    t = like(target, input)
+    return _index_mean(loss, target, weight, ignore_index, input)
+
+
+def _index_mean(total: Array, target: Array, weight: Array | None, ignore_index: int, ref: Array) -> Array:
+    """torch's mean over index targets: ``Σ loss / Σ weight[target]`` over the
+    kept targets (their count without ``weight``); NaN when that is 0."""
+    be = backend(ref)
+    t = like(target, ref)
     keep = t != ignore_index
     if weight is None:
-        den = be.sum(be.cast(keep, be.dtype_name(loss)))
+        den = be.sum(be.cast(keep, be.dtype_name(total)))
     else:
-        w = be.cast(like(weight, input), be.dtype_name(loss))
+        w = be.cast(like(weight, ref), be.dtype_name(total))
         den = be.sum(be.where(keep, be.take(w, be.where(keep, t, 0)), 0.0))
-    return safe_divide(loss, den, loss, if_zero=math.nan)
+    return safe_divide(total, den, total, if_zero=math.nan)
 
 
 def binary_cross_entropy_with_logits(
@@ -199,4 +215,141 @@ def binary_cross_entropy(
     return be.cast(loss, dtype)
 
 
-__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy"]
+def linear_cross_entropy(
+    input: Array,
+    linear_weight: Array,
+    target: Array,
+    *,
+    linear_bias: Array | None = None,
+    weight: Array | None = None,
+    reduction: str = "mean",
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    options: Any = None,
+) -> Array:
+    """``torch.nn.functional.linear_cross_entropy`` (PyTorch 2.13), chunked.
+
+    ``cross_entropy(linear(input, linear_weight, linear_bias), target, ...)``
+    with torch's argument names, order, defaults, checks and reductions, on
+    :func:`xent.linear_cross_entropy`: the ``(N, C)`` logits are never held
+    whole, whatever ``options`` is (torch chunks only with ``options``), and
+    the gradients of ``input``, ``linear_weight`` and ``linear_bias`` are
+    computed chunk by chunk (also under ``torch.compile(fullgraph=True)``).
+    Probability targets and a K-dimensional ``linear_weight`` take torch's
+    reference path: the logits, then :func:`cross_entropy`.
+
+    Args:
+      input: ``(H,)`` or ``(N, H)`` floating point (``H`` = in_features).
+      linear_weight: ``(C, H)`` (``torch.nn.Linear(H, C).weight``), or
+        ``(C, d1, ..., dK, H)`` for a K-dimensional loss (batched input only).
+      target: class ids ``()``/``(N,)``/``(N, d1, ..., dK)``, any integer
+        dtype; or class probabilities of the logits' shape ``(C,)``/``(N, C,
+        d1, ..., dK)``.
+      linear_bias: ``(C,)`` (``(C, d1, ..., dK)``), keyword only.
+      weight: ``(C,)`` class weights (constants: no gradient flows into them).
+      reduction: ``"none"``, ``"mean"`` (÷ Σ weight[target] over the kept
+        targets; NaN over none) or ``"sum"``.
+      ignore_index: a target id that contributes nothing; ``None`` (default)
+        means -100 for index targets and must stay ``None`` for
+        probability targets.
+      label_smoothing: ``α`` in ``[0, 1)``.
+      options: ``torch.nn.LinearCrossEntropyOptions`` or None; only its
+        ``batch_chunk_size`` is used: rows per chunk, where None (also
+        ``options=None``) means xent's default, the largest power of two with
+        ``rows × C <= 2**27``. Its other fields are ignored (half-precision
+        gradients are always accumulated in float32, and the backward pass
+        may run more than once). Any object with that attribute will do:
+        this function does not import torch.
+
+    Returns:
+      Per-target losses (``"none"``), else a scalar, in ``input``'s dtype.
+
+    Raises:
+      ValueError: where torch raises RuntimeError (input not 1-D or 2-D,
+        mismatched ``in_features``, bias shape, ``ignore_index`` with
+        probability targets) and xent's own checks (out-of-range targets).
+      TypeError: ``linear_weight`` of another dtype than ``input``.
+
+    >>> import numpy as np
+    >>> from xent.compat import torch as F
+    >>> h = np.array([[1.0, 0.0], [0.5, -1.0], [0.0, 2.0]])
+    >>> W = np.array([[1.0, 2.0], [0.0, -1.0], [3.0, 0.5]])
+    >>> float(F.linear_cross_entropy(h, W, np.array([2, 1, -100])).round(6))
+    0.451608
+    >>> float(F.cross_entropy(h @ W.T, np.array([2, 1, -100])).round(6))
+    0.451608
+    """
+    input = as_predictions(input)
+    dims = ndim(input)
+    if dims not in (1, 2):
+        raise ValueError(f"expected input with dimensionality 1 or 2, got {dims}")
+    w_shape = shape_of(linear_weight)
+    if len(w_shape) < 2:
+        raise ValueError(f"expected linear_weight with dimensionality at least 2, got {len(w_shape)}")
+    in_shape = shape_of(input)
+    in_features = in_shape[-1]
+    if in_features != w_shape[-1]:
+        raise ValueError(
+            "expected equal input and linear_weight last dimensions (in_features), "
+            f"got {in_features} and {w_shape[-1]}, respectively")
+    num_classes, out_features = w_shape[0], tuple(w_shape[1:-1])
+    if linear_bias is not None and tuple(shape_of(linear_bias)) != (num_classes, *out_features):
+        raise ValueError(f"expected linear_bias shape {(num_classes, *out_features)}, "
+                         f"got {tuple(shape_of(linear_bias))}")
+    if out_features and dims == 1:
+        raise ValueError(f"K-dimensional loss defined by linear_weight shape {tuple(w_shape)} requires "
+                         f"batched input, (N, {in_features}), got unbatched input with shape {tuple(in_shape)}")
+    logits_shape = (*in_shape[:-1], num_classes, *out_features)
+    probabilities = tuple(shape_of(target)) == logits_shape
+    if probabilities and ignore_index is not None:
+        raise ValueError("ignore_index cannot be specified when target contains probabilities")
+    ignore_index = -100 if ignore_index is None else ignore_index
+    reduction = _legacy_reduction(None, None, reduction)
+    if probabilities or out_features:
+        # torch's reference path: the logits, then cross_entropy
+        be = backend(input)
+        logits = _linear(be, be.reshape(input, (-1, in_features)),
+                         be.reshape(like(linear_weight, input), (-1, in_features)))
+        if linear_bias is not None:
+            logits = logits + be.reshape(like(linear_bias, input), (-1,))
+        return cross_entropy(be.reshape(logits, logits_shape), target, weight=weight,
+                             ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+    chunk = None if options is None else getattr(options, "batch_chunk_size", None)
+    loss = xent.linear_cross_entropy(
+        input, like(linear_weight, input), target,
+        bias=None if linear_bias is None else like(linear_bias, input), ignore_index=ignore_index,
+        label_smoothing=label_smoothing, class_weights=weight,
+        reduction="sum" if reduction == "mean" else reduction, chunk_size=chunk)
+    if reduction != "mean":
+        return loss
+    return _index_mean(loss, target, weight, ignore_index, input)
+
+
+def _linear(be: Any, x: Array, w: Array) -> Array:
+    """``x @ w.T`` for ``x`` ``[N, H]`` and ``w`` ``[K, H]`` of one framework."""
+    if be.name == "tensorflow":  # no array-API namespace there
+        import tensorflow as tf
+
+        return tf.linalg.matmul(x, w, transpose_b=True)
+    xp = be.namespace(x)
+    return xp.matmul(x, xp.permute_dims(w, (1, 0)))
+
+
+__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "linear_cross_entropy"]
+
+
+def __getattr__(name: str) -> Any:
+    # ``nn`` (the loss modules) subclasses torch's: built, and torch imported,
+    # on first access only, so that importing this dialect imports no framework.
+    if name == "nn":
+        import torch  # noqa: F401  (a clear ModuleNotFoundError without PyTorch)
+
+        return importlib.import_module("xent.compat._torch_nn")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # ``nn`` only where it can be had: tools that getattr every name (pydoc,
+    # inspect.getmembers) must not fail on a NumPy-only install.
+    extra = ["nn"] if importlib.util.find_spec("torch") is not None else []
+    return sorted([*globals(), *extra])
