@@ -1,98 +1,347 @@
-"""optax's classification losses, on any xent backend.
+"""optax's classification cross-entropies, on any xent backend.
 
 >>> import numpy as np
 >>> from xent.compat import optax
 >>> optax.softmax_cross_entropy_with_integer_labels(np.array([[2.0, 0.5, 1.0]]), np.array([0])).round(6)
 array([0.464369])
+>>> optax.losses.softmax_cross_entropy(np.array([[2.0, 0.5, 1.0]]), np.array([[1.0, 0.0, 0.0]])).round(6)
+array([0.464369])
 
-Same names, argument order (``logits, labels``), ``axis`` and ``where``
-(loss 0 where False) as optax 0.2. Differences, deliberate: labels must have
-the exact expected shape (optax broadcasts silently); integer labels outside
-``[0, C)`` raise ``ValueError`` eagerly and give NaN under ``jax.jit`` (optax
-wraps ``-1`` to the last class); ``softmax_cross_entropy`` is already "safe"
-(a ``-inf`` logit under a zero label is finite), so
-``safe_softmax_cross_entropy`` is the same function. ``axis`` is one int.
+Same names (at the top level and as ``optax.losses.…``), argument order
+(``logits, labels``), ``axis`` (an int, a tuple of ints, or ``None`` for
+``softmax_cross_entropy``) and ``where`` as optax 0.2.8. ``where`` is a boolean
+mask either of the loss shape (a whole entry in or out: the loss is 0 where it
+is False) or of the logits' shape (per logit: the classes where it is False
+leave the softmax, and their labels the sum; an entry with no class left has
+loss 0). Any shape that broadcasts to one of those two, as in optax.
+
+What comes out: an array of the framework that came in (JAX arrays give JAX
+arrays, torch tensors torch tensors). Host logits (NumPy, lists) go to the
+framework of the labels or ``where`` if those are framework arrays (optax moves
+everything to JAX); with host data only, the result is NumPy (optax: a
+``jax.Array``): the dialect never imports JAX itself.
+
+Provided: ``softmax_cross_entropy``, ``safe_softmax_cross_entropy``,
+``softmax_cross_entropy_with_integer_labels``, ``sigmoid_binary_cross_entropy``,
+``poly_loss_cross_entropy`` (the cross-entropy plus optax's polynomial term) and
+``smooth_labels``. Not provided (not cross-entropies, or not over xent's
+losses): ``sigmoid_focal_loss``, ``ctc_loss``, the KL divergences, the hinge,
+perceptron, sparsemax, ranking, regression, segmentation and self-supervised
+losses, and the deprecated aliases ``binary_logistic_loss`` and
+``multiclass_logistic_loss``.
+
+Differences, deliberate (``docs/porting.md``): labels must have the exact
+expected shape (optax broadcasts silently); integer labels outside ``[0, C)``
+raise ``ValueError`` eagerly and give NaN under ``jax.jit`` (optax wraps ``-1``
+to the last class and gives NaN for ``C`` and above); ``softmax_cross_entropy`` is already "safe" (a ``-inf``
+logit under a zero label is finite), so ``safe_softmax_cross_entropy`` is the
+same function; a sigmoid loss at a ``±inf`` logit is its limit (optax: NaN);
+with a per-logit ``where`` that masks out the labelled class itself,
+``softmax_cross_entropy_with_integer_labels`` gives ``+inf`` (that class has
+probability 0 under the masked softmax; optax returns ``logsumexp`` of the kept
+logits minus the label's logit, which may be negative); ``poly_loss_cross_entropy``
+reads a loss-shaped ``where`` as ``softmax_cross_entropy`` does (optax's
+broadcasts it against the trailing axes). A bad ``where`` raises ``ValueError``
+naming ``where``.
 """
 
 from __future__ import annotations
 
+import operator
+import sys
 from typing import Any
 
-import numpy as np  # noqa: F401 (doctests)
+import numpy as np
 
 import xent
-from xent.compat._common import as_predictions, like
+from xent.compat._common import as_predictions, backend, is_host, like, shape
 
 Array = Any
-
-
-def _where_kw(where: Array | None) -> dict[str, Any]:
-    return {} if where is None else {"weights": where}
-
-
-def softmax_cross_entropy(logits: Array, labels: Array, axis: int = -1, where: Array | None = None) -> Array:
-    """``optax.softmax_cross_entropy``: ``-Σ labels · log_softmax(logits)`` along ``axis``.
-
-    Args:
-      logits: ``[..., num_classes]`` floating point.
-      labels: same shape, e.g. probabilities.
-      axis: the class axis.
-      where: boolean mask over the loss shape; the loss is 0 where it is False.
-
-    Returns:
-      ``logits.shape`` without ``axis``.
-    """
-    return xent.softmax_cross_entropy(as_predictions(logits), labels, axis=axis, **_where_kw(where))
-
-
-def safe_softmax_cross_entropy(logits: Array, labels: Array) -> Array:
-    """``optax.safe_softmax_cross_entropy``: finite at ``-inf`` logits under zero labels
-    (as xent's :func:`softmax_cross_entropy` always is)."""
-    return xent.softmax_cross_entropy(as_predictions(logits), labels)
-
-
-def softmax_cross_entropy_with_integer_labels(logits: Array, labels: Array, axis: int = -1,
-                                              where: Array | None = None) -> Array:
-    """``optax.softmax_cross_entropy_with_integer_labels``.
-
-    Args:
-      logits: ``[..., num_classes]`` floating point.
-      labels: integer class ids, ``logits.shape`` without ``axis``.
-      axis: the class axis.
-      where: boolean mask over the loss shape; the loss is 0 where it is False.
-
-    Returns:
-      ``labels.shape``.
-    """
-    return xent.sparse_softmax_cross_entropy(as_predictions(logits), labels, axis=axis, **_where_kw(where))
-
-
-def sigmoid_binary_cross_entropy(logits: Array, labels: Array) -> Array:
-    """``optax.sigmoid_binary_cross_entropy``: elementwise, labels in ``[0, 1]``.
-
-    Returns:
-      ``logits.shape``.
-    """
-    return xent.sigmoid_cross_entropy(as_predictions(logits), labels)
-
-
-def smooth_labels(labels: Array, alpha: float) -> Array:
-    """``optax.smooth_labels``: ``(1 - α)·labels + α / num_classes`` (classes last).
-
-    >>> smooth_labels(np.array([[0.0, 1.0, 0.0]]), 0.3).round(2)
-    array([[0.1, 0.8, 0.1]])
-    """
-    labels = as_predictions(labels)
-    from xent.compat._common import shape
-
-    num = shape(labels)[-1]
-    return like(labels, labels) * (1.0 - alpha) + alpha / num
-
+#: optax's ``axis``: one axis, several (their order matters for integer labels), or all.
+Axis = int | tuple[int, ...] | None
 
 __all__ = [
+    "losses",
+    "poly_loss_cross_entropy",
     "safe_softmax_cross_entropy",
     "sigmoid_binary_cross_entropy",
     "smooth_labels",
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_integer_labels",
 ]
+
+
+# ------------------------------------------------------------------- plumbing
+class _TFOps:
+    """The three array functions the backends' primitives lack, for TensorFlow."""
+
+    def __init__(self) -> None:
+        import tensorflow as tf  # only reached with TensorFlow tensors in hand
+
+        self.tf = tf
+
+    def permute_dims(self, x: Array, axes: tuple[int, ...]) -> Array:
+        return self.tf.transpose(x, axes)
+
+    def broadcast_to(self, x: Array, shape: tuple[int, ...]) -> Array:
+        return self.tf.broadcast_to(x, shape)
+
+    def any(self, x: Array, axis: tuple[int, ...], keepdims: bool = False) -> Array:
+        return self.tf.reduce_any(x, axis=list(axis), keepdims=keepdims)
+
+
+def _ops(ref: Array) -> Any:
+    """``permute_dims``, ``broadcast_to``, ``any`` for the framework of ``ref``."""
+    be = backend(ref)
+    return _TFOps() if be.name == "tensorflow" else be.namespace(ref)
+
+
+def _axes(axis: Axis, ndim: int, allow_none: bool = True) -> tuple[int, ...]:
+    """``axis`` as non-negative ints, in the order given (optax's canonicalize_axes)."""
+    if axis is None and allow_none:
+        return tuple(range(ndim))
+    if isinstance(axis, (tuple, list)):
+        raw = tuple(axis)
+    elif isinstance(axis, (int, np.integer)):
+        raw = (axis,)
+    else:
+        raise ValueError("Keyword argument 'axis' must be of type 'int' or "
+                         f"'tuple[int, ...]' but actual type is {type(axis)}.")
+    out = []
+    for a in raw:
+        a = operator.index(a)
+        if not -ndim <= a < ndim:
+            raise ValueError(f"axis {a} is out of bounds for array of dimension {ndim}")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"repeated axis in axis={axis!r}")
+    return tuple(out)
+
+
+def _to_last(x: Array, axes: tuple[int, ...]) -> Array:
+    """``x`` with ``axes`` moved, in that order, to the end and merged into one."""
+    nd = len(shape(x))
+    batch = tuple(i for i in range(nd) if i not in axes)
+    if batch + axes != tuple(range(nd)):
+        x = _ops(x).permute_dims(x, batch + axes)
+    dims = shape(x)
+    return backend(x).reshape(x, tuple(dims[: len(batch)]) + (-1,))
+
+
+def _mask(where: Array, logits: Array, axes: tuple[int, ...]) -> Array:
+    """``where`` as a boolean array of the logits' shape and framework (optax's
+    rule: a mask of another rank gets the class axes inserted first)."""
+    if not is_host(where) and backend(where) is not backend(logits):
+        raise TypeError(f"where is a {backend(where).name} array but logits are a "
+                        f"{backend(logits).name} array")
+    lshape = tuple(shape(logits))
+    wshape = given = tuple(np.shape(where) if is_host(where) else shape(where))
+    if len(wshape) != len(lshape):
+        if len(wshape) + len(axes) != len(lshape):
+            raise ValueError(f"where must have the loss shape or the logits' shape {lshape} (or broadcast "
+                             f"to it); got where.shape={wshape} for axis={axes}")
+        for a in sorted(axes):
+            wshape = wshape[:a] + (1,) + wshape[a:]
+    if None not in lshape and None not in wshape:
+        try:
+            ok = np.broadcast_shapes(wshape, lshape) == lshape
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"where.shape={given} does not broadcast to the logits' shape {lshape} "
+                             f"(axis={axes})")
+    dtype = str(np.asarray(where).dtype) if is_host(where) else backend(where).dtype_name(where)
+    if dtype != "bool":
+        raise ValueError(f"where must be None or a boolean array; got where.dtype={dtype}")
+    if is_host(where):
+        w = like(np.reshape(np.asarray(where), wshape), logits)
+    else:
+        w = where if tuple(shape(where)) == wshape else backend(where).reshape(where, wshape)
+    return w if wshape == lshape else _ops(logits).broadcast_to(w, lshape)
+
+
+def _masked(logits: Array, labels: Array | None, where: Array, axes: tuple[int, ...]) -> tuple[Array, Array | None, Array]:
+    """Logits ``-inf`` where ``where`` is False (0 in entries with no class left,
+    so no NaN reaches a gradient), labels 0 there, and which entries keep a class."""
+    be = backend(logits)
+    w = _mask(where, logits, axes)
+    alive = _ops(w).any(w, axis=axes, keepdims=True)
+    z = be.where(alive, be.where(w, logits, -np.inf), 0.0)
+    y = None if labels is None else be.where(w, like(labels, logits), 0.0)
+    return z, y, alive
+
+
+def _predictions(logits: Array, *others: Array) -> Array:
+    """Host logits (NumPy, lists) in the framework of the first framework array
+    among ``others`` (labels, ``where``), as optax moves everything to JAX;
+    else as they are (lists as NumPy)."""
+    if is_host(logits):
+        for other in others:
+            if other is not None and not is_host(other):
+                return like(as_predictions(logits), other)
+    return as_predictions(logits)
+
+
+def _check_same_shape(logits: Array, labels: Array) -> None:
+    ls, ys = tuple(shape(logits)), tuple(np.shape(labels) if is_host(labels) else shape(labels))
+    if ls != ys and None not in ls and None not in ys:
+        raise ValueError(f"labels must have the same shape as logits. Received: logits.shape={ls}, "
+                         f"labels.shape={ys}")
+
+
+def _dense(logits: Array, labels: Array, axis: Axis, where: Array | None) -> tuple[Array, Array, int]:
+    """Logits and labels with the classes on one axis, masked by ``where``: ``(z, y, axis)``."""
+    logits = _predictions(logits, labels, where)
+    axes = _axes(axis, len(shape(logits)))
+    if len(axes) != 1 or where is not None:
+        _check_same_shape(logits, labels)
+    if where is not None:
+        logits, labels, _ = _masked(logits, labels, where, axes)
+    if len(axes) != 1:
+        return _to_last(logits, axes), _to_last(like(labels, logits), axes), -1
+    return logits, labels, axes[0]
+
+
+# -------------------------------------------------------------------- losses
+def softmax_cross_entropy(logits: Array, labels: Array, axis: Axis = -1, where: Array | None = None) -> Array:
+    """``optax.softmax_cross_entropy``: ``-Σ labels · log_softmax(logits)`` over ``axis``.
+
+    Args:
+      logits: ``[..., num_classes]`` floating point (classes on ``axis``).
+      labels: the same shape, e.g. probabilities or one-hot rows (need not sum to 1).
+      axis: the class axis, a tuple of class axes, or ``None`` (all axes).
+      where: boolean mask of the loss shape (``logits.shape`` without ``axis``:
+        the loss is 0 where False) or of ``logits.shape`` (per logit: masked
+        classes leave the softmax and the sum; an entry with none left has loss 0).
+
+    Returns:
+      ``logits.shape`` without ``axis``, in the dtype of ``logits``.
+
+    Raises:
+      ValueError: labels of another shape, a bad ``axis`` or ``where``.
+    """
+    z, y, ax = _dense(logits, labels, axis, where)
+    return xent.softmax_cross_entropy(z, y, axis=ax)
+
+
+def safe_softmax_cross_entropy(logits: Array, labels: Array) -> Array:
+    """``optax.safe_softmax_cross_entropy``: finite at ``-inf`` logits under zero labels
+    (as :func:`softmax_cross_entropy` always is here).
+
+    Args:
+      logits: ``[..., num_classes]`` floating point.
+      labels: the same shape.
+
+    Returns:
+      ``logits.shape[:-1]``, in the dtype of ``logits``.
+    """
+    return xent.softmax_cross_entropy(_predictions(logits, labels), labels)
+
+
+def softmax_cross_entropy_with_integer_labels(logits: Array, labels: Array, axis: int | tuple[int, ...] = -1,
+                                              where: Array | None = None) -> Array:
+    """``optax.softmax_cross_entropy_with_integer_labels``: ``-log_softmax(logits)[labels]``.
+
+    Args:
+      logits: ``[..., num_classes]`` floating point (classes on ``axis``).
+      labels: integer class ids in ``[0, num_classes)``, shape ``logits.shape``
+        without ``axis``. With a tuple ``axis`` the classes are the cells of
+        those axes, in the order given, and a label is a flat (C-order) index.
+      axis: the class axis or a tuple of class axes.
+      where: boolean mask of the loss shape (the loss is 0 where False) or of
+        ``logits.shape`` (masked classes leave the softmax; an entry with none
+        left has loss 0; a masked labelled class gives ``+inf``).
+
+    Returns:
+      ``labels.shape``, in the dtype of ``logits``.
+
+    Raises:
+      ValueError: labels of another shape or out of range (eagerly), a bad ``axis`` or ``where``.
+      TypeError: non-integer labels.
+    """
+    logits = _predictions(logits, labels, where)
+    axes = _axes(axis, len(shape(logits)), allow_none=False)
+    alive = None
+    if where is not None:
+        logits, _, alive = _masked(logits, None, where, axes)
+    ax = axes[0]
+    if len(axes) != 1:
+        logits, ax = _to_last(logits, axes), -1
+    loss = xent.sparse_softmax_cross_entropy(logits, labels, axis=ax)
+    if alive is None:
+        return loss
+    be = backend(loss)
+    return be.where(be.reshape(alive, tuple(shape(loss))), loss, 0.0)
+
+
+def sigmoid_binary_cross_entropy(logits: Array, labels: Array) -> Array:
+    """``optax.sigmoid_binary_cross_entropy``: elementwise, labels in ``[0, 1]``.
+
+    Args:
+      logits: ``[...]`` floating point.
+      labels: the same shape, binary or probabilities.
+
+    Returns:
+      ``logits.shape``, in the dtype of ``logits``.
+    """
+    return xent.sigmoid_cross_entropy(_predictions(logits, labels), labels)
+
+
+def poly_loss_cross_entropy(logits: Array, labels: Array, *, epsilon: Array | float = 2.0, axis: Axis = -1,
+                            where: Array | None = None) -> Array:
+    """``optax.poly_loss_cross_entropy`` (Poly-1): ``CE + ε · Σ labels · (1 - softmax(logits))``.
+
+    Args:
+      logits: ``[..., num_classes]`` floating point.
+      labels: the same shape, probabilities.
+      epsilon: ``ε``, the coefficient of the first polynomial term.
+      axis: the class axis, a tuple of class axes, or ``None``.
+      where: as in :func:`softmax_cross_entropy`; masked classes leave the
+        softmax and both sums.
+
+    Returns:
+      ``logits.shape`` without ``axis``, in the dtype of ``logits``.
+    """
+    z, y, ax = _dense(logits, labels, axis, where)
+    be = backend(z)
+    y = like(y, z)
+    ce = xent.softmax_cross_entropy(z, y, axis=ax)
+    y = be.cast(y, be.dtype_name(z))
+    p = be.exp(be.log_softmax(z, ax))
+    return ce + epsilon * be.sum(y * (1.0 - p), ax)
+
+
+def smooth_labels(labels: Array, alpha: Array | float, *, axis: Axis = -1, where: Array | None = None) -> Array:
+    """``optax.smooth_labels``: ``(1 - α)·labels + α / num_classes``.
+
+    >>> smooth_labels(np.array([[0.0, 1.0, 0.0]]), 0.3).round(2)
+    array([[0.1, 0.8, 0.1]])
+
+    Args:
+      labels: ``[..., num_classes]`` one-hot (or soft) labels, floating point.
+      alpha: the smoothing factor ``α``.
+      axis: the class axis (or axes, or ``None``): ``num_classes`` is their size.
+      where: boolean mask broadcastable to ``labels``: ``num_classes`` counts
+        its True entries along ``axis`` instead.
+
+    Returns:
+      ``labels.shape`` (a new array; ``labels`` is not modified).
+    """
+    labels = as_predictions(labels)
+    axes = _axes(axis, len(shape(labels)))
+    if where is None:
+        num: Any = 1
+        for a in axes:
+            num *= shape(labels)[a]
+    else:
+        be = backend(labels)
+        w = like(np.asarray(where), labels) if is_host(where) else where
+        num = be.cast(w, "float64" if be.dtype_name(labels) == "float64" else "float32")
+        for a in sorted(axes):
+            num = be.sum(num, a, keepdims=True)
+    with backend(labels).errstate():  # no class kept: alpha / 0 = inf, as in optax
+        return like(labels, labels) * (1.0 - alpha) + alpha / num
+
+
+#: ``from xent.compat import optax; optax.losses.softmax_cross_entropy(...)``, as ``optax.losses``.
+losses = sys.modules[__name__]

@@ -1,0 +1,1 @@
+"""Running other frameworks' own unittest suites against xent's dialects."""
