@@ -28,3 +28,17 @@ def test_readme_has_exactly_the_two_commands():
     commands = re.findall(r"```bash\n(python3 -m pip install nox && python3 -m nox -s \w+)\n```", text)
     assert commands == ["python3 -m pip install nox && python3 -m nox -s parity",
                         "python3 -m pip install nox && python3 -m nox -s all"]
+
+
+def test_porting_guide_examples():
+    """docs/porting.md's ``>>>`` examples run as written (they use torch and Keras)."""
+    import doctest
+
+    for module in ("torch", "keras"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed")
+    guide = README.parent / "docs" / "porting.md"
+    result = doctest.testfile(str(guide), module_relative=False,
+                              optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+    assert result.attempted > 10
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {guide}"

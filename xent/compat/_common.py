@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from typing import Any
@@ -71,3 +72,15 @@ def safe_divide(total: Array, divisor: Array, ref: Array, if_zero: float = 0.0) 
     divisor = be.cast(like(divisor, ref), be.dtype_name(total))
     empty = divisor == 0
     return be.where(empty, if_zero, total / be.where(empty, 1.0, divisor))
+
+
+def plain_python(namespace: dict[str, Any], names: list[str]) -> None:
+    """Mark a dialect's public functions as xent's losses are marked: TF's
+    AutoGraph runs them as written instead of converting them
+    (:func:`xent._frontend.plain_python`)."""
+    from xent._frontend import plain_python as mark
+
+    for name in names:
+        obj = namespace.get(name)
+        if inspect.isfunction(obj):
+            mark(obj)

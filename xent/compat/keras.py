@@ -56,7 +56,7 @@ from typing import Any, Callable
 import numpy as np
 
 import xent
-from xent.compat._common import as_predictions, backend, is_float, is_host, like, ndim, numel, safe_divide, shape
+from xent.compat._common import as_predictions, backend, is_float, is_host, like, ndim, numel, plain_python, safe_divide, shape
 
 Array = Any
 REDUCTIONS = ("sum", "sum_over_batch_size", "mean", "mean_with_sample_weight", "none", None)
@@ -692,3 +692,5 @@ __all__ = [
     "losses",
     "sparse_categorical_crossentropy",
 ]
+
+plain_python(globals(), __all__)

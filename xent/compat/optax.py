@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 import xent
-from xent.compat._common import as_predictions, backend, is_host, like, shape
+from xent.compat._common import as_predictions, backend, is_host, like, plain_python, shape
 
 Array = Any
 #: optax's ``axis``: one axis, several (their order matters for integer labels), or all.
@@ -345,3 +345,5 @@ def smooth_labels(labels: Array, alpha: Array | float, *, axis: Axis = -1, where
 
 #: ``from xent.compat import optax; optax.losses.softmax_cross_entropy(...)``, as ``optax.losses``.
 losses = sys.modules[__name__]
+
+plain_python(globals(), __all__)

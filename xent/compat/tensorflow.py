@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 import xent
-from xent.compat._common import as_predictions, backend, is_host, like, shape
+from xent.compat._common import as_predictions, backend, is_host, like, plain_python, shape
 
 Array = Any
 
@@ -183,3 +183,5 @@ def weighted_cross_entropy_with_logits(labels: Array, logits: Array, pos_weight:
     z = _logits(logits, labels)
     with _scope(z, name, "logistic_loss"):
         return xent.sigmoid_cross_entropy(z, labels, pos_weight=pos_weight)
+
+plain_python(globals(), __all__)

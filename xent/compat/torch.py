@@ -45,7 +45,7 @@ import math
 from typing import Any
 
 import xent
-from xent.compat._common import as_predictions, backend, is_float, like, ndim, numel, safe_divide
+from xent.compat._common import as_predictions, backend, is_float, like, ndim, numel, plain_python, safe_divide
 from xent.compat._common import shape as shape_of
 
 Array = Any
@@ -353,3 +353,5 @@ def __dir__() -> list[str]:
     # inspect.getmembers) must not fail on a NumPy-only install.
     extra = ["nn"] if importlib.util.find_spec("torch") is not None else []
     return sorted([*globals(), *extra])
+
+plain_python(globals(), __all__)
