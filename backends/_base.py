@@ -387,6 +387,16 @@ class Backend:
         log_s = self.log(self.sum(self.exp(shifted), axis))
         return log_s * self.sum(y, axis) - self.sum(y * guarded, axis)
 
+    def smoothed_nll(self, z: Array, labels: Array, axis: int, alpha: float) -> Array:
+        """The label-smoothed loss ``(1-α)·(-log p_y) + (α/C)·Σ_c -log p_c`` along
+        ``axis`` (removed), for in-range ``labels`` and ``0 < α < 1``: the
+        cross-entropy against the smoothed one-hot target."""
+        logp = self.log_softmax(z, axis)
+        num = self.shape(z)[axis]
+        assert num is not None  # (the class axis has a static size: fe.num_classes)
+        nll = -self.sum(self.take_along_axis(logp, self.expand_dims(labels, axis), axis), axis)
+        return (1.0 - alpha) * nll + (alpha / num) * -self.sum(logp, axis)
+
     def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None) -> Array:
         """``-log_softmax(z)[labels]`` along ``axis``; every label is in ``[0, C)``.
 

@@ -156,7 +156,11 @@ def _binary_nll(be: Backend, z: np.ndarray, y: np.ndarray, pw: np.ndarray | None
         for b in range(first, last):
             at = slice(b * step, min(n, (b + 1) * step))
             m = at.stop - at.start
-            o = own[:m] if out is None else out[at]
+            if out is None:
+                assert own is not None  # (allocated above exactly when out is None)
+                o = own[:m]
+            else:
+                o = out[at]
             p_at = None if pf is None else pf[at]
             _binary_block(zf[at], yf[at], p_at, o, [s[:m] for s in scratch])
             total = o.sum()
@@ -167,7 +171,10 @@ def _binary_nll(be: Backend, z: np.ndarray, y: np.ndarray, pw: np.ndarray | None
             sums[b] = total
 
     _spread(run, blocks, 1, n)
-    return float(sums.sum()) if reduce else out.reshape(z.shape)
+    if reduce:
+        return float(sums.sum())
+    assert out is not None  # (allocated above unless reduce)
+    return out.reshape(z.shape)
 
 
 class NumpyBackend(Backend):

@@ -250,6 +250,7 @@ class _BinaryNLL(torch.autograd.Function):
         if inplace:
             term = c.mul_(z)
             return (term if zero is None else term.masked_fill_(zero, 0.0)).add_(a)
+        assert zero is not None  # (checked needs inplace)
         return torch.where(zero, 0.0, c * z) + a
 
     @staticmethod
@@ -263,7 +264,7 @@ class _BinaryNLL(torch.autograd.Function):
         ctx.save_for_forward(*inputs)
 
     @staticmethod
-    def _partials(ctx: Any, need: tuple[bool, bool, bool]) -> list[Array | None]:
+    def _partials(ctx: Any, need: tuple[bool, ...]) -> list[Array | None]:
         z, y, pw = ctx.saved_tensors
         inplace = _inplace(z, y, pw)
         dz = dy = dp = None

@@ -268,7 +268,9 @@ def _chunk_shifted(z: Array, start: int, stop: int, m: Array | None, compute: to
                    bufs: _Buffers) -> tuple[Array, Array]:
     """``(z[start:stop] - m, m)`` in the compute dtype, in the reused buffer
     (``m`` the row max ``[rows, 1]``, computed when None); ``z`` is not touched."""
-    d = bufs.get("z", stop - start, compute).copy_(z[start:stop])
+    buf = bufs.get("z", stop - start, compute)
+    assert buf is not None  # (_chunk_plan's buffers are always enabled)
+    d = buf.copy_(z[start:stop])
     if m is None:
         m = d.amax(1, keepdim=True)
     return d.sub_(m), m
@@ -277,7 +279,11 @@ def _chunk_shifted(z: Array, start: int, stop: int, m: Array | None, compute: to
 def _chunk_of(y: Array, start: int, stop: int, compute: torch.dtype, bufs: _Buffers) -> Array:
     """``y[start:stop]`` in the compute dtype (upcast into a reused buffer)."""
     rows = y[start:stop]
-    return rows if rows.dtype == compute else bufs.get("y", stop - start, compute).copy_(rows)
+    if rows.dtype == compute:
+        return rows
+    buf = bufs.get("y", stop - start, compute)
+    assert buf is not None  # (_chunk_plan's buffers are always enabled)
+    return buf.copy_(rows)
 
 
 class _ChunkedSparseNLL(torch.autograd.Function):
@@ -430,10 +436,14 @@ class _ChunkedBinaryNLL(torch.autograd.Function):
             if sums is not None:
                 sums[i] = loss.sum()
             else:
+                assert out is not None  # (allocated above exactly when sums is not)
                 out[start:stop].copy_(loss)
         ctx.save_for_backward(z, y)
         ctx.total = total
-        return sums.sum() if sums is not None else out.view(z.shape)
+        if sums is not None:
+            return sums.sum()
+        assert out is not None
+        return out.view(z.shape)
 
     @staticmethod
     def backward(ctx: Any, go: Array) -> tuple[Array | None, ...]:  # type: ignore[override]
@@ -453,6 +463,7 @@ class _ChunkedBinaryNLL(torch.autograd.Function):
         for start, stop in _spans(flat_z.numel(), _CHUNK_ELEMENTS):
             zc = buf[: stop - start].copy_(flat_z[start:stop])
             gc = g if flat_g is None else flat_g[start:stop].to(compute)
+            assert gc is not None  # (g is set exactly when flat_g is None)
             if dy is not None:
                 dy[start:stop].copy_(torch.mul(zc, gc).neg_())
             if dz is not None:

@@ -255,7 +255,8 @@ def _xent_fn(loss: str) -> Callable[..., Any]:
 
 
 def _second(inp: Inputs, loss: str) -> np.ndarray:
-    return {"sparse": inp.labels, "dense": inp.soft, "sigmoid": inp.targets}[loss]
+    second: dict[str, np.ndarray] = {"sparse": inp.labels, "dense": inp.soft, "sigmoid": inp.targets}
+    return second[loss]
 
 
 # ------------------------------------------------------------- per framework

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal, TypeVar, cast
 
 import numpy as np
 
@@ -23,14 +23,16 @@ from xent.backends._base import (
 Reduction = Literal["none", "sum", "mean"]
 REDUCTIONS = ("none", "sum", "mean")
 Array = Any
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def plain_python(fn: Any) -> Any:
+def plain_python(fn: _F) -> _F:
     """Mark a public function so that TensorFlow's AutoGraph runs it as written
     instead of converting it (xent's control flow is on Python values, never
     on tensors, and converting it made a traced step 3x slower to trace).
     The mark is the attribute AutoGraph gives its own artifacts; no import."""
-    fn.autograph_info__ = frozenset()
+    marked: Any = fn  # (any callable takes the attribute)
+    marked.autograph_info__ = frozenset()
     return fn
 
 
@@ -125,6 +127,7 @@ def _ids_valid_or_unseen(be: Backend, logits: Any, labels: Any, axis: Any, ignor
     program then marks bad ones NaN)."""
     if backend_for(labels) is not be:
         return False
+    assert be is not None  # (mypy narrows be to backend_for's Optional result)
     if not be.can_inspect(labels):
         return True
     values = be.to_numpy(labels)
@@ -210,7 +213,7 @@ def normalize_axis(p: Predictions, axis: Any) -> int:
             f"{p.name} needs a class axis, so at least one dimension; "
             f"received {p.name}.shape={p.shape}"
         )
-    if not -ndim <= axis < ndim:
+    if not -ndim <= cast(int, axis) < ndim:  # (an Integral, checked above)
         raise ValueError(
             f"axis={axis} is out of range for {p.name}.shape={p.shape} ({ndim} dimensions)"
         )
@@ -421,7 +424,7 @@ def sparse_labels(
     if checked:
         values = labels if host else be.to_numpy(y)
         if not labels_in_range(values, num):
-            _raise_out_of_range(values, num, ignore_index)
+            _raise_out_of_range(values, num, cast("int | None", ignore_index))  # (checked above)
     keep = None if ignore_index is None else (y != ignore_index)
     bad = None if checked else ((y < 0) | (y >= num))
     if bad is not None and keep is not None:

@@ -111,6 +111,7 @@ def grad_coefficients(lse: Array | None, w_y: Array | None, go: Array, plan: Pla
     if alpha:
         total = total + wsum * (alpha / plan.vocab)
     if plan.z_loss:
+        assert lse is not None  # (every caller passes lse with z-loss)
         total = total + lse * (2.0 * plan.z_loss)
     return go * total, target
 
@@ -199,7 +200,7 @@ def _value_only(be: Backend, h2: Array, W: Array, b: Array | None, y: Array, cw:
     return xp.concat(parts) if len(parts) != 1 else parts[0]
 
 
-def _operand(p: fe.Predictions, x: Any, name: str, shape: tuple[int, ...], same_dtype: bool) -> Array:
+def _operand(p: fe.Predictions, x: Any, name: str, shape: tuple[int | None, ...], same_dtype: bool) -> Array:
     """``weight`` or ``bias``: the predictions' framework, floating, of ``shape``."""
     be = p.backend
     arr = fe._same_framework(p, x, name)

@@ -177,14 +177,12 @@ def sparse_softmax_cross_entropy(
     with be.errstate():
         z = fe.softcap(be, p.value, cap)
         class_w = None if cw is None else be.take(cw, y.safe)
-        if alpha:
+        if alpha and cw is None:
+            loss = be.smoothed_nll(z, y.safe, axis, alpha)
+        elif alpha:
             logp = be.log_softmax(z, axis)
-            nll = -be.sum(be.take_along_axis(logp, be.expand_dims(y.safe, axis), axis), axis)
-            if cw is None:
-                smooth = -be.sum(logp, axis)
-            else:
-                smooth = -be.sum(be.xlogy(fe.along_axis(p, cw, axis), logp), axis)
-                nll = be.xlogy(class_w, nll)
+            nll = be.xlogy(class_w, -be.sum(be.take_along_axis(logp, be.expand_dims(y.safe, axis), axis), axis))
+            smooth = -be.sum(be.xlogy(fe.along_axis(p, cw, axis), logp), axis)
             loss = (1.0 - alpha) * nll + (alpha / num) * smooth
         else:
             # Fused native kernel where the backend has one (torch, TF): it only

@@ -33,7 +33,7 @@ import math
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast, overload
 
 import numpy as np
 
@@ -163,6 +163,11 @@ class Inputs:
     weights: np.ndarray | None = None  # float32, exact in every dtype
     class_weights: np.ndarray | None = None
     pos_weight: np.ndarray | None = None
+
+    @overload
+    def f64(self, x: np.ndarray) -> np.ndarray: ...
+    @overload
+    def f64(self, x: None) -> None: ...
 
     def f64(self, x: np.ndarray | None) -> np.ndarray | None:
         return None if x is None else np.asarray(x, dtype=np.float64)
@@ -622,7 +627,7 @@ def run_one(case: Case, dtype: str, fw: Framework, native_list: Sequence[Native]
             checks.append(Check(case.loss, case.option, dtype, fw.name, "grad", math.inf, math.inf,
                                 math.inf, rtol, False, f"{type(exc).__name__}: {exc}"))
         for name in value_now:
-            record(f"grad {name}", lambda n=name: value_now[n], ref.grads[name])
+            record(f"grad {name}", cast(Callable[[], np.ndarray], lambda n=name: value_now[n]), ref.grads[name])
     if dtype in ("float32", "float64"):
         for native in native_list:
             if native.backend != fw.name:
@@ -673,7 +678,7 @@ def run(
       A :class:`Report`; ``report.passed`` is False on any mismatch or broken backend.
     """
     explicit = backends is not None
-    names = list(backends) if explicit else list(NAMES)
+    names = list(backends) if backends is not None else list(NAMES)  # (explicit)
     unknown = [n for n in names if n not in NAMES]
     if unknown:
         raise ValueError(f"unknown backend {unknown}; known: {list(NAMES)}")

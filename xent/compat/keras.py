@@ -389,7 +389,9 @@ def _define(base: type, doc_extra: str) -> dict[str, type]:
         def _options(self) -> dict[str, Any]:
             return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis}
 
-    classes = {c.__name__: c for c in (CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy)}
+    classes: dict[str, type] = {
+        c.__name__: c for c in (CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy)
+    }
     for cls_name, cls in classes.items():
         cls.__qualname__ = cls_name
         cls.__module__ = __name__
@@ -504,7 +506,7 @@ def _keras_classes() -> dict[str, type]:
 
     classes = _define(_KerasLoss, "")
     for cls_name, cls in classes.items():
-        cls.__doc__ += _KERAS_NOTE.format(name=cls_name)
+        cls.__doc__ = (cls.__doc__ or "") + _KERAS_NOTE.format(name=cls_name)
 
     class XentLoss(keras.losses.Loss):
         def __init__(self, loss: str | Callable[..., Any] = "sparse_softmax_cross_entropy", *,

@@ -42,14 +42,21 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
-from typing import Any
+from typing import Any, cast
 
 import xent
+from xent._frontend import Reduction
 from xent.compat._common import as_predictions, backend, is_float, like, ndim, numel, plain_python, safe_divide
 from xent.compat._common import shape as shape_of
 
 Array = Any
 _REDUCTIONS = ("none", "mean", "sum")
+
+
+def _xent_reduction(reduction: str) -> Reduction:
+    """The reduction xent computes for torch's: a torch mean is a sum that the
+    caller divides itself (its divisors differ from xent's)."""
+    return cast(Reduction, "sum" if reduction == "mean" else reduction)
 
 
 def _legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
@@ -63,6 +70,15 @@ def _legacy_reduction(size_average: bool | None, reduce: bool | None, reduction:
     if not reduce:
         return "none"
     return "mean" if size_average else "sum"
+
+
+def _mean_over(total: Array, input: Array) -> Array:
+    """``total`` divided by the number of elements of ``input`` (NaN for none, as
+    torch); counted at run time where a dimension is unknown (tf.function)."""
+    n = numel(input)
+    if isinstance(n, int):
+        return total / n if n else total * math.nan
+    return safe_divide(total, n, total, if_zero=math.nan)
 
 
 def _class_dim(x: Array) -> int:
@@ -114,10 +130,10 @@ def cross_entropy(
             shape = [1] * ndim(input)
             shape[dim] = -1
             y = y * be.reshape(be.cast(like(weight, input), be.dtype_name(y)), tuple(shape))
-        return xent.softmax_cross_entropy(input, y, axis=dim, reduction=reduction)
+        return xent.softmax_cross_entropy(input, y, axis=dim, reduction=cast(Reduction, reduction))
     loss = xent.sparse_softmax_cross_entropy(
         input, target, axis=dim, ignore_index=ignore_index, label_smoothing=label_smoothing,
-        class_weights=weight, reduction="sum" if reduction == "mean" else reduction)
+        class_weights=weight, reduction=_xent_reduction(reduction))
     if reduction != "mean":
         return loss
     return _index_mean(loss, target, weight, ignore_index, input)
@@ -163,10 +179,9 @@ def binary_cross_entropy_with_logits(
     reduction = _legacy_reduction(size_average, reduce, reduction)
     input = as_predictions(input)
     loss = xent.sigmoid_cross_entropy(input, target, pos_weight=pos_weight, weights=weight,
-                                      reduction="sum" if reduction == "mean" else reduction)
+                                      reduction=_xent_reduction(reduction))
     if reduction == "mean":
-        n = numel(input)
-        return loss / n if n else loss * math.nan
+        return _mean_over(loss, input)
     return loss
 
 
@@ -210,8 +225,7 @@ def binary_cross_entropy(
         if reduction == "sum":
             loss = be.sum(loss)
         elif reduction == "mean":
-            n = numel(input)
-            loss = be.sum(loss) / n if n else be.sum(loss) * math.nan
+            loss = _mean_over(be.sum(loss), input)
     return be.cast(loss, dtype)
 
 
@@ -319,7 +333,7 @@ def linear_cross_entropy(
         input, like(linear_weight, input), target,
         bias=None if linear_bias is None else like(linear_bias, input), ignore_index=ignore_index,
         label_smoothing=label_smoothing, class_weights=weight,
-        reduction="sum" if reduction == "mean" else reduction, chunk_size=chunk)
+        reduction=_xent_reduction(reduction), chunk_size=chunk)
     if reduction != "mean":
         return loss
     return _index_mean(loss, target, weight, ignore_index, input)
