@@ -413,3 +413,16 @@ def binary_cross_entropy(
         q = be.clip(p.value, eps, 1.0 - eps)
         loss = -(be.xlogy(y, be.log(q)) + be.xlogy(1.0 - y, be.log(1.0 - q)))
         return fe.reduce(p, loss, reduction, weights=w)
+
+
+#: the six losses' names, in the order they are documented and reported
+LOSSES = (
+    "softmax_cross_entropy",
+    "sparse_softmax_cross_entropy",
+    "sigmoid_cross_entropy",
+    "categorical_cross_entropy",
+    "sparse_categorical_cross_entropy",
+    "binary_cross_entropy",
+)
+#: those whose labels are integer class ids
+CLASS_ID_LOSSES = ("sparse_softmax_cross_entropy", "sparse_categorical_cross_entropy")

@@ -37,20 +37,12 @@ from typing import Any, cast, overload
 
 import numpy as np
 
+from xent._losses import LOSSES
 from xent.testing._frameworks import NAMES, Framework, framework, installed
 from xent.testing._tolerance import tolerance
 
 Array = Any
 
-#: the six losses, in the order they are reported
-LOSSES = (
-    "softmax_cross_entropy",
-    "sparse_softmax_cross_entropy",
-    "sigmoid_cross_entropy",
-    "categorical_cross_entropy",
-    "sparse_categorical_cross_entropy",
-    "binary_cross_entropy",
-)
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 #: losses whose predictions are logits (the others take probabilities)
 _SPARSE = ("sparse_softmax_cross_entropy", "sparse_categorical_cross_entropy")

@@ -31,17 +31,11 @@ import inspect
 from typing import Any, Callable
 
 import xent
+from xent._losses import LOSSES
 from xent.compat import torch as _F
 
 #: xent's losses that ``XentLoss`` accepts by name: ``loss(predictions, labels, ...)``.
-XENT_LOSSES = (
-    "softmax_cross_entropy",
-    "sparse_softmax_cross_entropy",
-    "sigmoid_cross_entropy",
-    "categorical_cross_entropy",
-    "sparse_categorical_cross_entropy",
-    "binary_cross_entropy",
-)
+XENT_LOSSES = LOSSES
 #: xent options that are arrays: they become buffers of ``XentLoss``.
 TENSOR_OPTIONS = ("class_weights", "pos_weight")
 

@@ -56,16 +56,15 @@ from typing import Any, Callable
 import numpy as np
 
 import xent
+from xent._losses import CLASS_ID_LOSSES, LOSSES
 from xent.compat._common import as_predictions, backend, is_float, is_host, like, ndim, numel, plain_python, safe_divide, shape
 
 Array = Any
 REDUCTIONS = ("sum", "sum_over_batch_size", "mean", "mean_with_sample_weight", "none", None)
 #: The classes built on first use (Keras losses where Keras is installed).
 LAZY = ("BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "XentLoss")
-#: xent's losses whose labels are class ids.
-CLASS_ID_LOSSES = ("sparse_softmax_cross_entropy", "sparse_categorical_cross_entropy")
-XENT_LOSSES = ("softmax_cross_entropy", "sigmoid_cross_entropy", "categorical_cross_entropy",
-               "binary_cross_entropy") + CLASS_ID_LOSSES
+#: the xent losses XentLoss takes (CLASS_ID_LOSSES: those whose labels are class ids)
+XENT_LOSSES = LOSSES
 
 
 # ------------------------------------------------------------------ helpers
