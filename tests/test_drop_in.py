@@ -290,3 +290,37 @@ def test_linear_softcap_keeps_masked_vocabulary_masked(autodiff_fw):  # type: ig
     gh, gw = fw.grad(loss, args, argnums=(0, 1))
     assert np.isfinite(gh).all() and np.isfinite(gw).all()
     assert (gw[4:] == 0).all()
+
+
+def _dialect_calls():  # type: ignore[no-untyped-def]
+    """{name: call(logits [N, 4], class ids [N], soft labels [N, 4])}, one per dialect loss."""
+    from xent.compat import keras, optax, tensorflow, torch
+
+    return {
+        "torch.cross_entropy": lambda z, y, p: torch.cross_entropy(z, y, label_smoothing=0.1),
+        "torch.binary_cross_entropy_with_logits": lambda z, y, p: torch.binary_cross_entropy_with_logits(z, p),
+        "keras.sparse_categorical_crossentropy": lambda z, y, p: keras.sparse_categorical_crossentropy(
+            y, z, from_logits=True),
+        "keras.binary_crossentropy": lambda z, y, p: keras.binary_crossentropy(p, z, from_logits=True),
+        "optax.softmax_cross_entropy_with_integer_labels":
+            lambda z, y, p: optax.softmax_cross_entropy_with_integer_labels(z, y),
+        "tf.nn.softmax_cross_entropy_with_logits": lambda z, y, p: tensorflow.softmax_cross_entropy_with_logits(p, z),
+    }
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("name", list(_dialect_calls()))
+def test_dialects_under_tf_function_with_none_batch(name, jit):  # type: ignore[no-untyped-def]
+    """Each dialect on TF tensors with a None batch dimension (a Keras step's
+    short last batch), with and without XLA, equals the same dialect run
+    eagerly on NumPy, which tests/test_compat.py compares with the framework."""
+    tf = _need("tensorflow").tf
+    call = _dialect_calls()[name]
+    z = rng.normal(size=(7, 4)).astype(np.float32)
+    y = rng.integers(0, 4, size=7).astype(np.int32)
+    p = rng.random((7, 4)).astype(np.float32)
+    fn = tf.function(lambda z, y, p: call(z, y, p), jit_compile=jit, input_signature=[
+        tf.TensorSpec([None, 4]), tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, 4])])
+    got = np.asarray(fn(z, y, p))
+    want = np.asarray(call(z.astype(np.float64), y, p.astype(np.float64)))
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
