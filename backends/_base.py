@@ -228,9 +228,6 @@ class Backend:
     def log(self, x: Array) -> Array:
         return self.namespace(x).log(x)
 
-    def log1p(self, x: Array) -> Array:
-        return self.namespace(x).log1p(x)
-
     def tanh(self, x: Array) -> Array:
         return self.namespace(x).tanh(x)
 
@@ -288,7 +285,7 @@ class Backend:
         xp = self.namespace(x)
         return bool(xp.any(xp.isnan(x)))
 
-    def xlogy(self, weight: Array, value: Array) -> Array:
+    def weigh(self, weight: Array, value: Array) -> Array:
         """``weight * value`` that is 0 where ``weight`` is 0 and ``value`` is ±inf.
 
         The guard replaces only infinite values under a zero weight, so no
@@ -298,9 +295,14 @@ class Backend:
         """
         return weight * self.unweighted_inf_as_zero(weight, value)
 
+    def xlogy(self, x: Array, y: Array) -> Array:
+        """``x · log(y)``, 0 where ``x`` is 0 (also where ``y`` is 0): :meth:`weigh`
+        of ``log(y)``, so its derivatives are finite there too."""
+        return self.weigh(x, self.log(y))
+
     def unweighted_inf_as_zero(self, weight: Array, value: Array) -> Array:
         """``value`` with 0 where ``weight`` is 0 and ``value`` is ±inf: the guard
-        of :meth:`xlogy`, and what its derivative with respect to ``weight`` is."""
+        of :meth:`weigh`, and what its derivative with respect to ``weight`` is."""
         return self.where((weight == 0) & self.isinf(value), 0.0, value)
 
     def row_max(self, z: Array, axis: int, narrow: str | None = None) -> Array:
@@ -365,7 +367,7 @@ class Backend:
             a = a * (pos + neg)
         relu_pos = self.where(up, z, 0.0)
         relu_neg = self.where(up, 0.0, neg_z)
-        return a + self.xlogy(pos, relu_neg) + self.xlogy(neg, relu_pos)
+        return a + self.weigh(pos, relu_neg) + self.weigh(neg, relu_pos)
 
     def soft_nll(self, z: Array, y: Array, axis: int, narrow: str | None = None) -> Array:
         """``-Σ_c y_c · log_softmax(z)_c`` along ``axis``, a term with ``y_c = 0``
@@ -386,6 +388,18 @@ class Backend:
         guarded = self.unweighted_inf_as_zero(y, shifted)
         log_s = self.log(self.sum(self.exp(shifted), axis))
         return log_s * self.sum(y, axis) - self.sum(y * guarded, axis)
+
+    def linear_cross_entropy_chunks(
+        self, h: Array, W: Array, b: Array | None, y: Array, cw: Array | None, plan: Any
+    ) -> Array | None:
+        """The per-token losses ``[N]`` of :func:`xent.linear_cross_entropy` for
+        ``[N, H]`` hidden states ``h``, weight ``[V, H]``, bias ``[V]`` or None,
+        in-range labels ``y`` ``[N]`` and class weights ``cw`` ``[V]`` or None,
+        chunk by chunk as ``plan`` (``xent._linear.Plan``) says, differentiable
+        without holding the ``[N, V]`` logits (a custom gradient); None where
+        the backend has no such kernel (the front end then computes the value
+        chunk by chunk, without autodiff)."""
+        return None
 
     def smoothed_nll(self, z: Array, labels: Array, axis: int, alpha: float) -> Array:
         """The label-smoothed loss ``(1-α)·(-log p_y) + (α/C)·Σ_c -log p_c`` along

@@ -122,7 +122,7 @@ def _binary_nll(z: Array, y: Array, pw: Array | None, be: Backend, narrow: str |
     ``∂/∂z = σ(z)·(q + 1 - y) - q`` with ``q = p·y`` (``σ(z) - y`` without
     ``pos_weight``), ``∂/∂y = p·softplus(-z) - softplus(z)``,
     ``∂/∂p = y·softplus(-z)``, where a relu that is infinite under a zero
-    weight counts 0 in the label terms, as ``Backend.xlogy`` has it.
+    weight counts 0 in the label terms, as ``Backend.weigh`` has it.
     """
     a, relu_neg, relu_pos = _binary_parts(z)
     pos = y if pw is None else y * pw
@@ -145,7 +145,7 @@ def _binary_nll_jvp(be: Backend, narrow: str | None, primals: tuple[Any, ...], t
     if not (_given(dy) or _given(dp)):
         return loss, out
     # The label terms as the guarded formula differentiates them: a relu that
-    # is infinite under a zero weight counts 0 (``Backend.xlogy``).
+    # is infinite under a zero weight counts 0 (``Backend.weigh``).
     a, relu_neg, relu_pos = _binary_parts(z)
     relu_neg = be.unweighted_inf_as_zero(q, relu_neg)
     relu_pos = be.unweighted_inf_as_zero(1.0 - y, relu_pos)

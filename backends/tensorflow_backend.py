@@ -369,9 +369,6 @@ class TensorflowBackend(Backend):
     def log(self, x: Array) -> Array:
         return tf.math.log(x)
 
-    def log1p(self, x: Array) -> Array:
-        return tf.math.log1p(x)
-
     def abs(self, x: Array) -> Array:
         return tf.abs(x)
 

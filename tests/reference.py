@@ -1,4 +1,4 @@
-"""Float64 reference formulas, written from DESIGN.md independently of xent's code.
+"""Float64 reference formulas, written from docs/semantics.md independently of xent's code.
 
 Everything here is plain NumPy/SciPy in float64 on host arrays, with the class
 axis moved last. Inputs are first rounded to the dtype under test by the

@@ -1,4 +1,4 @@
-"""The seed articles' numbers, on every backend (DESIGN.md, "Seed examples")."""
+"""The golden values of the losses' first examples, on every backend."""
 
 from __future__ import annotations
 

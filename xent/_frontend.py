@@ -462,7 +462,7 @@ def reduce(
     """
     be = p.backend
     if weights is not None:
-        loss = be.xlogy(weights, loss)
+        loss = be.weigh(weights, loss)
     if keep is not None:
         loss = be.where(keep, loss, 0.0)
     if bad is not None:

@@ -181,8 +181,8 @@ def sparse_softmax_cross_entropy(
             loss = be.smoothed_nll(z, y.safe, axis, alpha)
         elif alpha:
             logp = be.log_softmax(z, axis)
-            nll = be.xlogy(class_w, -be.sum(be.take_along_axis(logp, be.expand_dims(y.safe, axis), axis), axis))
-            smooth = -be.sum(be.xlogy(fe.along_axis(p, cw, axis), logp), axis)
+            nll = be.weigh(class_w, -be.sum(be.take_along_axis(logp, be.expand_dims(y.safe, axis), axis), axis))
+            smooth = -be.sum(be.weigh(fe.along_axis(p, cw, axis), logp), axis)
             loss = (1.0 - alpha) * nll + (alpha / num) * smooth
         else:
             # Fused native kernel where the backend has one (torch, TF): it only
@@ -190,7 +190,7 @@ def sparse_softmax_cross_entropy(
             # (narrow: the half dtype the logits were upcast from, unless soft-capped)
             loss = be.nll(z, y.safe, axis, None if cap is not None else fe.narrow_of(p))
             if class_w is not None:
-                loss = be.xlogy(class_w, loss)
+                loss = be.weigh(class_w, loss)
         if zl:
             lse = fe.logsumexp(be, z, axis)
             loss = loss + zl * (lse * lse)
@@ -308,7 +308,7 @@ def categorical_cross_entropy(
             y = y * (1.0 - alpha) + alpha / num
         q = p.value / be.sum(p.value, axis, keepdims=True)
         q = be.clip(q, eps, 1.0 - eps)
-        loss = -be.sum(be.xlogy(y, be.log(q)), axis)
+        loss = -be.sum(be.xlogy(y, q), axis)
         return fe.reduce(p, loss, reduction, weights=w)
 
 
@@ -411,7 +411,7 @@ def binary_cross_entropy(
         if alpha:
             y = y * (1.0 - alpha) + alpha / 2
         q = be.clip(p.value, eps, 1.0 - eps)
-        loss = -(be.xlogy(y, be.log(q)) + be.xlogy(1.0 - y, be.log(1.0 - q)))
+        loss = -(be.xlogy(y, q) + be.xlogy(1.0 - y, 1.0 - q))
         return fe.reduce(p, loss, reduction, weights=w)
 
 

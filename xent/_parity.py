@@ -4,14 +4,15 @@ Every loss × option set (:data:`CASES`) is run for every dtype on every request
 backend and compared
 
 * with a **float64 reference** written here in plain NumPy, independently of
-  xent's own loss code (the formulas of DESIGN.md), on the same inputs rounded to
+  xent's own loss code (the formulas of docs/semantics.md), on the same inputs rounded to
   the dtype under test: values, and for autodiff backends the analytic gradients
   w.r.t. the predictions (and the soft labels where they are real);
 * with the framework's **own native loss** where its semantics match
   (``torch.nn.functional``, ``tf.nn``, ``optax``, ``keras.losses`` for
   probability inputs), in float32 and float64. Native kernels on float16/bfloat16
-  accumulate in the half type itself (anchors b12), so they are no reference
-  there and are not compared.
+  accumulate in the half type itself (torch's bfloat16 cross-entropy rounds its
+  log-softmax to bfloat16 before the gather), so they are no reference there and
+  are not compared.
 
 Tolerances come from :func:`xent.testing.tolerance` (reasoning in
 ``xent/testing/_tolerance.py`` and ``docs/parity.md``). A native loss is itself
@@ -249,7 +250,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def reference(case: Case, inputs: Inputs) -> Reference:
     """The float64 loss and analytic gradients of ``case`` on ``inputs``.
 
-    Written from the formulas of DESIGN.md, without calling xent: per-element
+    Written from the formulas of docs/semantics.md, without calling xent: per-element
     loss ``ℓ_i``, then the multiplier ``c_i`` of each element in the scalar
     (sample weight × kept, divided by ``Σ W`` for ``"mean"``), then the value
     and ``∂(Σ c_i ℓ_i)/∂x``.

@@ -21,7 +21,7 @@ TensorFlow itself. On TensorFlow the ops are built under
 ``tf.name_scope(name)`` (tf.nn's default names when ``name`` is None); on other
 frameworks ``name`` is accepted and ignored.
 
-Differences from tf.nn, all deliberate (DESIGN.md): dense labels must have the
+Differences from tf.nn, all deliberate (docs/porting.md): dense labels must have the
 logits' shape (tf.nn broadcasts ``(1, C)`` silently); a ``-inf`` logit under a
 zero label gives a finite loss (tf.nn: NaN); sigmoid losses at ``z = ±inf`` give
 the limit (tf.nn: NaN); out-of-range sparse labels raise ``ValueError`` eagerly
