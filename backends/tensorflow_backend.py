@@ -62,10 +62,6 @@ _MAX_PROGRAMS = 256
 #: beyond them under a gradient tape (float32/64); from here on the compiled
 #: call is faster (measured at 32x10, 128x256, 256x512 and 4096x32000).
 _COMPILE_MIN = 1 << 15
-#: from this many logits on, a traced sigmoid sum or mean is computed by
-#: _reduced_binary_nll (fast under XLA at large sizes; below, where speed is
-#: the same, the general path traces in a third of its time: no tf.cond).
-_SIGMOID_FUSED_MIN = 1 << 16
 #: from this many logits on, a traced dense loss is computed by _soft_nll.
 _SOFT_NLL_MIN = 1 << 20
 #: _sums: values per window of the first, fused pass of a compiled reduction.
@@ -543,7 +539,7 @@ class TensorflowBackend(Backend):
             or labels.dtype != logits.dtype
             or not logits.shape.is_fully_defined()
             or labels.shape != logits.shape
-            or logits.shape.num_elements() < _SIGMOID_FUSED_MIN
+            or not logits.shape.num_elements()
         ):
             return None
         dtype = logits.dtype
