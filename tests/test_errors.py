@@ -111,3 +111,25 @@ def test_no_class_axis(fw):  # type: ignore[no-untyped-def]
         xent.sparse_softmax_cross_entropy(fw.asarray(np.float32(1.0)), 0)
     with pytest.raises(ValueError, match="no classes"):
         xent.sparse_softmax_cross_entropy(fw.asarray(np.zeros((2, 0), np.float32)), [0, 0])
+
+
+@pytest.mark.parametrize("value", [-(2**62), -(2**63), 2**63 - 1, -100])
+@pytest.mark.parametrize("size", ["small", "chunked"])
+def test_extreme_int64_labels_raise_on_every_path(fw, value, size, monkeypatch):  # type: ignore[no-untyped-def]
+    """No label value is ignored silently: int64's extremes, the torch fast
+    path's internal ignore value (-2**62) and torch's default ignore_index
+    (-100) raise without an ignore_index, eagerly on the CPU, on every path
+    (the fused op, torch's chunked kernel, every reduction)."""
+    if fw.name == "jax" and not fw.jax.config.jax_enable_x64:
+        pytest.skip("JAX without x64 has no int64")
+    if size == "chunked":
+        if fw.name != "torch":
+            pytest.skip("only torch has a chunked sparse kernel")
+        from xent.backends import torch_backend
+
+        monkeypatch.setattr(torch_backend, "_CHUNKED_MIN", 0)
+    z = fw.asarray(np.random.default_rng(3).normal(size=(4, 3)), "float32")
+    labels = np.array([0, 1, value, 2], dtype=np.int64)
+    for reduction in ("none", "sum", "mean"):
+        with pytest.raises(ValueError, match="out-of-range label values"):
+            xent.sparse_softmax_cross_entropy(z, fw.asarray(labels), reduction=reduction)
