@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._base import Array, Backend, labels_valid
+from ._base import HALF_DTYPES, Array, Backend, labels_valid
 
 _DTYPES = {
     "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -359,7 +359,7 @@ class TorchBackend(Backend):
     def loss_dtype(self, x: Array, dtype: str) -> str:
         # torch.autocast computes its losses in float32 (cross_entropy is on
         # its float32 list), so half logits give a float32 loss there.
-        if dtype in ("float16", "bfloat16") and _autocast(x):
+        if dtype in HALF_DTYPES and _autocast(x):
             return "float32"
         return dtype
 

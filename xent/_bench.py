@@ -39,11 +39,13 @@ from typing import Any, Callable
 import numpy as np
 
 import xent
+from xent._progress import Progress
+from xent._registry import BUILTIN_BACKENDS
 
 FULL_SIZES = [(32, 10), (256, 1000), (4096, 32000)]
 QUICK_SIZES = [(32, 10), (256, 1000)]
 LOSSES = ("sparse", "dense", "sigmoid")
-BACKENDS = ("numpy", "torch", "tensorflow", "jax")
+BACKENDS = BUILTIN_BACKENDS
 DTYPES = ("float32", "bfloat16")
 MODULES = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "optax"}
 
@@ -86,35 +88,6 @@ class Cell:
     def label(self) -> str:
         kind = "jit" if self.compiled else "eager"
         return f"{self.backend} {self.loss} {self.size} {self.dtype} {self.mode} {kind}"
-
-
-# ------------------------------------------------------------------ progress
-class Progress:
-    """A one-line progress bar on stderr (no dependencies)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.done, self.enabled = total, 0, enabled and total > 0
-        self.start = time.perf_counter()
-
-    def show(self, text: str) -> None:
-        if not self.enabled:
-            return
-        width = 28
-        filled = int(width * self.done / self.total)
-        elapsed = time.perf_counter() - self.start
-        bar = "#" * filled + "." * (width - filled)
-        line = f"\r[{bar}] {self.done}/{self.total} {elapsed:5.0f}s  {text}"
-        sys.stderr.write(line[:110].ljust(110))
-        sys.stderr.flush()
-
-    def step(self, text: str = "") -> None:
-        self.done += 1
-        self.show(text)
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r" + " " * 110 + "\r")
-            sys.stderr.flush()
 
 
 # -------------------------------------------------------------------- timing
@@ -552,7 +525,7 @@ def summary(cells: list[Cell], extras: dict[str, Any]) -> str:
                 f"small eager {backend} (target ≤ {limit}): {ok}/{len(small)} cells met; {shown}; "
                 f"median Δ {d:.1f} µs/call"
             )
-    for backend in ("numpy", "torch", "tensorflow", "jax"):
+    for backend in BACKENDS:
         big = pick(backend=backend, n=4096, c=32000)
         if big:
             worst = max(big, key=lambda c: c.ratio)

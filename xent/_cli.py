@@ -17,8 +17,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from xent._progress import Progress
+from xent.testing._frameworks import NAMES
+
 #: what ``xent parity`` tests, in the order the table shows them
-_BACKEND_ORDER = ("numpy", "torch", "tensorflow", "jax", "array_api_strict")
+_BACKEND_ORDER = NAMES
 
 
 def _split(values: Sequence[str] | None) -> list[str] | None:
@@ -87,31 +90,6 @@ def _add_parity(sub: Any) -> None:
     p.set_defaults(func=_cmd_parity)
 
 
-class _Progress:
-    """A one-line counter on a terminal, a line per 10% otherwise."""
-
-    def __init__(self, stream: TextIO, enabled: bool) -> None:
-        self.stream, self.enabled = stream, enabled
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.last_decile = -1
-        self.start = time.monotonic()
-
-    def __call__(self, done: int, total: int, label: str) -> None:
-        if not self.enabled:
-            return
-        frac = done / total if total else 1.0
-        bar = "#" * int(frac * 30)
-        line = f"[{bar:<30}] {done}/{total} {time.monotonic() - self.start:5.1f}s {label}"
-        if self.tty:
-            self.stream.write("\r" + line[:110].ljust(110))
-            if done == total:
-                self.stream.write("\n")
-        elif int(frac * 10) > self.last_decile:
-            self.last_decile = int(frac * 10)
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
 def _cell(checks: list[Any]) -> str:
     if not checks:
         return "-"
@@ -169,7 +147,7 @@ def _cmd_parity(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
 
     try:
         backends, losses, dtypes = _split(args.backends), _split(args.losses), _split(args.dtypes)
-        progress = _Progress(err, not args.quiet)
+        progress = Progress(enabled=not args.quiet, stream=err)
         start = time.monotonic()
         report = _parity.run(backends=backends, losses=losses, dtypes=dtypes, progress=progress)
     except ValueError as exc:

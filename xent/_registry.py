@@ -68,6 +68,8 @@ _BUILTINS: dict[str, tuple[str, Callable[[], Backend]]] = {
     "tensorflow": ("tensorflow", _tensorflow),
     "jax": ("jax", _jax),
 }
+#: the built-in backends' names, in detection order
+BUILTIN_BACKENDS = tuple(_BUILTINS)
 _GENERIC = "array_api"
 ENTRY_POINT_GROUP = "xent.backends"
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from xent.backends._base import FLOAT_DTYPES
+
 Array = Any
 
 
@@ -62,7 +64,7 @@ def numel(x: Array) -> Any:
 def is_float(x: Any) -> bool:
     if is_host(x):
         return np.asarray(x).dtype.kind == "f"
-    return backend(x).dtype_name(x) in ("float16", "bfloat16", "float32", "float64")
+    return backend(x).dtype_name(x) in FLOAT_DTYPES
 
 
 def safe_divide(total: Array, divisor: Array, ref: Array, if_zero: float = 0.0) -> Array:

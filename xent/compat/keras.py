@@ -57,6 +57,7 @@ import numpy as np
 
 import xent
 from xent._losses import CLASS_ID_LOSSES, LOSSES
+from xent.backends._base import FLOAT_DTYPES
 from xent.compat._common import as_predictions, backend, is_float, is_host, like, ndim, numel, plain_python, safe_divide, shape
 
 Array = Any
@@ -308,7 +309,7 @@ class _Dialect:
         """The loss on any xent backend, in the predictions' framework and dtype."""
         y_pred = as_predictions(y_pred)
         dtype = self._dtype_arg  # (the plain classes: a float dtype's name)
-        if dtype in ("float16", "bfloat16", "float32", "float64") and is_float(y_pred):
+        if dtype in FLOAT_DTYPES and is_float(y_pred):
             y_pred = np.asarray(y_pred).astype(dtype) if is_host(y_pred) else backend(y_pred).cast(y_pred, dtype)
         loss, mask = self._losses(y_true, y_pred)
         return _reduce(loss, self.reduction, sample_weight, mask)

@@ -46,6 +46,7 @@ from typing import Any, cast
 
 import xent
 from xent._frontend import Reduction
+from xent.backends._base import HALF_DTYPES
 from xent.compat._common import as_predictions, backend, is_float, like, ndim, numel, plain_python, safe_divide
 from xent.compat._common import shape as shape_of
 
@@ -213,7 +214,7 @@ def binary_cross_entropy(
     input = as_predictions(input)
     be = backend(input)
     dtype = be.dtype_name(input)
-    compute = "float32" if dtype in ("float16", "bfloat16") else dtype
+    compute = "float32" if dtype in HALF_DTYPES else dtype
     p = be.cast(input, compute)
     y = be.cast(like(target, input), compute)
     with be.errstate():

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from xent.backends._base import FLOAT_DTYPES
 from xent.testing._frameworks import NAMES, Framework, framework, installed
 from xent.testing._tolerance import tolerance
 
@@ -81,7 +82,7 @@ def assert_close(actual: Array, expected: Any, *, dtype: str | None = None, num_
     fw = framework("array_api_strict" if name == "array_api" else name) if name in NAMES or name == "array_api" else None
     arr = fw.to_numpy(actual) if fw else np.asarray(actual)
     dt = dtype or (xent.get_backend(actual).dtype_name(actual) if fw else str(np.asarray(actual).dtype))
-    if dt not in ("float16", "bfloat16", "float32", "float64"):
+    if dt not in FLOAT_DTYPES:
         dt = "float32"
     r, a = tolerance(dt, num_classes, reduced)
     msg = _diff(arr, np.asarray(expected), r if rtol is None else rtol, a if atol is None else atol)

@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from xent._registry import BUILTIN_BACKENDS
+from xent.backends._base import FLOAT_DTYPES, HALF_DTYPES
+
 Array = Any
 
-#: dtype names every framework understands here
-FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
-
-#: every framework xent's tests know, in order
-NAMES = ("numpy", "torch", "tensorflow", "jax", "array_api_strict")
+#: every framework xent's tests know, in order: the built-in backends' and,
+#: for the generic array-API backend, array_api_strict
+NAMES = (*BUILTIN_BACKENDS, "array_api_strict")
 
 #: the module that must be installed for each
 _MODULES = {
@@ -67,7 +68,7 @@ class Framework:
     def to_numpy(self, x: Array) -> np.ndarray:
         """Back to NumPy; half types come back as float32."""
         arr = np.asarray(x)
-        if arr.dtype.name in ("bfloat16", "float16"):
+        if arr.dtype.name in HALF_DTYPES:
             arr = arr.astype(np.float32)
         return arr
 
@@ -202,7 +203,7 @@ class JaxFramework(Framework):
 
     def to_numpy(self, x: Array) -> np.ndarray:
         arr = np.asarray(x)
-        if arr.dtype.name in ("bfloat16", "float16"):
+        if arr.dtype.name in HALF_DTYPES:
             arr = arr.astype(np.float32)
         return arr
 

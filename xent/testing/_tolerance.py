@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import math
 
+from xent.backends._base import HALF_DTYPES
+
 #: machine epsilon (spacing of floats just above 1) per dtype name
 EPS: dict[str, float] = {
     "float16": 2.0**-10,
@@ -57,7 +59,7 @@ def tolerance(dtype: str, num_classes: int = 2, reduced: int = 1) -> tuple[float
     """
     if dtype not in EPS:
         raise ValueError(f"no tolerance for dtype {dtype!r}; known: {sorted(EPS)}")
-    compute = "float32" if dtype in ("float16", "bfloat16") else dtype
+    compute = "float32" if dtype in HALF_DTYPES else dtype
     eps = EPS[compute]
     rtol = eps * (_OPS + math.sqrt(num_classes) + math.sqrt(reduced))
     if compute != dtype:
