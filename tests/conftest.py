@@ -42,6 +42,19 @@ def autodiff_fw(request):  # type: ignore[no-untyped-def]
     return _get(request.param)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _jax_x64():  # type: ignore[no-untyped-def]
+    """xent's own suite runs JAX with 64-bit types on throughout (float64 is
+    tested on every backend); the pytest plugin that users get turns them on
+    inside its fixture only (tests/test_testing.py checks that)."""
+    names, _ = selected_backends()
+    if "jax" in names and installed("jax"):
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    yield
+
+
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
     """Drop combinations that do not exist rather than skipping them: the array
     API standard (array_api_strict) has no float16 or bfloat16."""

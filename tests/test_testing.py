@@ -176,3 +176,31 @@ def test_ports_bad_names():
         assert_ports_agree({"pytorch": lambda z, y: z}, LOGITS, LABELS)
     with pytest.raises(ValueError, match="fns is empty"):
         assert_ports_agree({}, LOGITS, LABELS)
+
+
+X64_TEST = """
+import numpy as np
+
+
+def test_a_jax_test(xent_framework):
+    import jax
+    assert jax.config.jax_enable_x64  # float64 exists inside the fixture
+    assert str(xent_framework.asarray(np.zeros(2), "float64").dtype) == "float64"
+
+
+def test_after_it():
+    import jax
+    assert not jax.config.jax_enable_x64  # and nowhere else in the user's session
+"""
+
+
+def test_pytest_plugin_scopes_jax_x64_to_its_fixture(pytester, monkeypatch):
+    """The plugin turns JAX's 64-bit types on inside its fixture only, never for
+    the user's whole session (a fresh process: this suite keeps them on)."""
+    if not installed("jax"):
+        pytest.skip("jax is not installed")
+    pytester.makepyfile(X64_TEST)
+    monkeypatch.setenv("XENT_TEST_BACKENDS", "jax")
+    monkeypatch.delenv("JAX_ENABLE_X64", raising=False)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)

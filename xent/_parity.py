@@ -698,7 +698,8 @@ def run(
     checks: list[Check] = []
     for i, (case, dtype, fw) in enumerate(tasks):
         try:
-            checks += run_one(case, dtype, fw, native_of[case])
+            with fw.context():  # (JAX: float64 exists inside this block only)
+                checks += run_one(case, dtype, fw, native_of[case])
         except Exception as exc:  # noqa: BLE001
             checks.append(Check(case.loss, case.option, dtype, fw.name, "run", math.inf, math.inf,
                                 math.inf, 0.0, False, f"{type(exc).__name__}: {exc}"))

@@ -241,8 +241,9 @@ def _agree(
     first = np.asarray(args[0])
     num = num_classes or (first.shape[-1] if first.ndim else 2)
     ref_fw = framework(reference[0])
-    ref_inputs = [_to(ref_fw, a, "float64") for a in args]
-    ref_out = np.asarray(ref_fw.to_numpy(reference[1](*ref_inputs, **kwargs)), dtype=np.float64)
+    with ref_fw.context():
+        ref_inputs = [_to(ref_fw, a, "float64") for a in args]
+        ref_out = np.asarray(ref_fw.to_numpy(reference[1](*ref_inputs, **kwargs)), dtype=np.float64)
     reduced = max(1, first.size // num) if ref_out.ndim == 0 else 1
     r, a = tolerance(dtype, num, reduced)
     r = r if rtol is None else rtol
@@ -262,29 +263,30 @@ def _agree(
             continue
         if dtype not in fw.dtypes:
             continue
-        try:
-            inputs = [_to(fw, x, dtype) for x in args]
-            out = fw.to_numpy(fn(*inputs, **kwargs))
-        except Exception as exc:  # noqa: BLE001 - reported with the backend named
-            problems.append(f"{name} ({dtype}): raised {type(exc).__name__}: {exc}")
-            continue
-        results[name] = out
-        msg = _diff(out, ref_out, r, a)
-        if msg:
-            problems.append(f"{name} ({dtype}): {msg}")
-        if grad and fw.differentiable:
+        with fw.context():  # (JAX: float64 exists inside this block only)
             try:
-                if ref_grad is None:
-                    grad_inputs = [_to(fw, x, "float64") for x in args]
-                    ref_grad = fw.grad(lambda *xs: _sum(fn(*xs, **kwargs)), grad_inputs)[0]
-                    results["reference_grad"] = ref_grad
-                g = fw.grad(lambda *xs: _sum(fn(*xs, **kwargs)), inputs)[0]
-                results[f"{name}_grad"] = g
-                msg = _diff(g, ref_grad, r, a)
-                if msg:
-                    problems.append(f"{name} ({dtype}) gradient: {msg}")
-            except Exception as exc:  # noqa: BLE001
-                problems.append(f"{name} ({dtype}) gradient: raised {type(exc).__name__}: {exc}")
+                inputs = [_to(fw, x, dtype) for x in args]
+                out = fw.to_numpy(fn(*inputs, **kwargs))
+            except Exception as exc:  # noqa: BLE001 - reported with the backend named
+                problems.append(f"{name} ({dtype}): raised {type(exc).__name__}: {exc}")
+                continue
+            results[name] = out
+            msg = _diff(out, ref_out, r, a)
+            if msg:
+                problems.append(f"{name} ({dtype}): {msg}")
+            if grad and fw.differentiable:
+                try:
+                    if ref_grad is None:
+                        grad_inputs = [_to(fw, x, "float64") for x in args]
+                        ref_grad = fw.grad(lambda *xs: _sum(fn(*xs, **kwargs)), grad_inputs)[0]
+                        results["reference_grad"] = ref_grad
+                    g = fw.grad(lambda *xs: _sum(fn(*xs, **kwargs)), inputs)[0]
+                    results[f"{name}_grad"] = g
+                    msg = _diff(g, ref_grad, r, a)
+                    if msg:
+                        problems.append(f"{name} ({dtype}) gradient: {msg}")
+                except Exception as exc:  # noqa: BLE001
+                    problems.append(f"{name} ({dtype}) gradient: raised {type(exc).__name__}: {exc}")
     if problems:
         raise AssertionError(
             f"{title} (reference: {reference[0]} float64; tolerance rtol={r:.3g}, "

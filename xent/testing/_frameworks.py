@@ -9,6 +9,8 @@ Each framework is imported only when its :class:`Framework` is created.
 
 from __future__ import annotations
 
+import contextlib
+
 import importlib.util
 import os
 from collections.abc import Callable, Sequence
@@ -84,6 +86,12 @@ class Framework:
     def compile(self, fn: Callable[..., Array]) -> Callable[..., Array]:
         """``fn`` under the framework's compiler (identity where there is none)."""
         return fn
+
+    def context(self) -> contextlib.AbstractContextManager[Any]:
+        """What a test runs under so that every dtype here exists: for JAX,
+        64-bit types (``jax.enable_x64``), switched on for that block only and
+        never for the rest of the process."""
+        return contextlib.nullcontext()
 
     def __repr__(self) -> str:
         return f"Framework({self.name!r})"
@@ -191,11 +199,12 @@ class JaxFramework(Framework):
 
     def __init__(self) -> None:
         import jax
-
-        jax.config.update("jax_enable_x64", True)
         import jax.numpy as jnp
 
         self.jax, self.jnp = jax, jnp
+
+    def context(self) -> contextlib.AbstractContextManager[Any]:
+        return self.jax.enable_x64(True)  # type: ignore[no-any-return]
 
     def asarray(self, x: Any, dtype: str | None = None) -> Array:
         arr = np.asarray(x)

@@ -16,7 +16,9 @@ The test runs once per installed framework (ids ``numpy``, ``torch``, ...).
 a backend named there that cannot be imported **fails** the test instead of
 skipping it, so a broken install is never silently green. ``fw.asarray``,
 ``fw.to_numpy``, ``fw.grad`` and ``fw.compile`` move arrays in and out,
-differentiate and compile; :func:`xent.testing.assert_close` compares with xent's
+differentiate and compile (on JAX the test runs with 64-bit types on, which
+are switched off again after it: the plugin never changes them for the rest
+of the session); :func:`xent.testing.assert_close` compares with xent's
 tolerance table. Disable the plugin with ``-p no:xent``.
 
 Importing this module imports no framework: each is imported when its test runs.
@@ -62,6 +64,8 @@ def xent_framework(request: Any) -> Any:
             pytest.fail(f"{message}, but was asked for (${ENV_BACKENDS} / --xent-backends)")
         pytest.skip(message)
     try:
-        return framework(name)
+        fw = framework(name)
     except Exception as exc:  # noqa: BLE001
         pytest.fail(f"backend {name!r} is installed but cannot start: {type(exc).__name__}: {exc}")
+    with fw.context():  # (JAX: 64-bit types for this test only)
+        yield fw
