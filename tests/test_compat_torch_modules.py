@@ -552,3 +552,17 @@ def test_nn_is_lazy_and_needs_torch():
             "import xent.compat._torch_nn as m; assert m.__all__ == [] and not hasattr(m, 'XentLoss')\n"
             "try:\n    F.nn\nexcept ModuleNotFoundError:\n    pass\nelse:\n    raise AssertionError('no error')")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_weighted_mean_with_an_out_of_range_target_under_compile():
+    """Under torch.compile an out-of-range target makes the loss NaN (it cannot
+    be read there); the weighted mean's divisor must not index the weights
+    with it (on an accelerator that is a device assert that kills the context)."""
+    from xent.compat import torch as xF
+
+    w = torch.tensor([1.0, 2.0, 3.0])
+    fn = torch.compile(lambda z, y: xF.cross_entropy(z, y, weight=w), fullgraph=True)
+    z = torch.randn(4, 3)
+    assert torch.isnan(fn(z, torch.tensor([0, 1, 7, 2])))
+    torch.testing.assert_close(fn(z, torch.tensor([0, 1, 2, 2])),
+                               torch.nn.functional.cross_entropy(z, torch.tensor([0, 1, 2, 2]), weight=w))

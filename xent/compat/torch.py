@@ -150,7 +150,10 @@ def _index_mean(total: Array, target: Array, weight: Array | None, ignore_index:
         den = be.sum(be.cast(keep, be.dtype_name(total)))
     else:
         w = be.cast(like(weight, ref), be.dtype_name(total))
-        den = be.sum(be.where(keep, be.take(w, be.where(keep, t, 0)), 0.0))
+        # (clipped: an out-of-range target has made the loss NaN already, and
+        # an index past the weights is a device assert on an accelerator)
+        index = be.clip(be.where(keep, t, 0), 0, be.shape(w)[0] - 1)
+        den = be.sum(be.where(keep, be.take(w, index), 0.0))
     return safe_divide(total, den, total, if_zero=math.nan)
 
 
