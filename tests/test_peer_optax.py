@@ -242,3 +242,16 @@ def test_inputs_not_modified():
     od.smooth_labels(y, 0.1, where=w)
     for a, b in [(z, Z), (y, Y), (ids, IDS), (w, W_LOGITS)]:
         np.testing.assert_array_equal(a, b)
+
+
+def test_empty_class_axis_like_optax():
+    """``preds[mask]`` with a mask that keeps nothing (optax's own test_mask
+    draws such masks at random): optax's loss over no classes is 0."""
+    optax = pytest.importorskip("optax")
+    from xent.compat import optax as od
+
+    z, y = np.zeros((0,), np.float32), np.zeros((0,), np.float32)
+    for ours, theirs in [(od.softmax_cross_entropy, optax.losses.softmax_cross_entropy),
+                         (od.poly_loss_cross_entropy, optax.losses.poly_loss_cross_entropy)]:
+        np.testing.assert_array_equal(np.asarray(ours(z, y)), np.asarray(theirs(z, y)))
+        np.testing.assert_array_equal(np.asarray(ours(z[None], y[None])), np.asarray(theirs(z[None], y[None])))

@@ -202,6 +202,15 @@ def _dense(logits: Array, labels: Array, axis: Axis, where: Array | None) -> tup
     return logits, labels, axes[0]
 
 
+def _no_classes(z: Array, ax: int) -> Array | None:
+    """optax's loss over an empty class axis (``preds[mask]`` with a mask that
+    keeps nothing): a sum over nothing, 0 for each entry; None where there are
+    classes. (xent's own losses reject an empty class axis.)"""
+    if shape(z)[ax] != 0:
+        return None
+    return backend(z).sum(z, ax)
+
+
 # -------------------------------------------------------------------- losses
 def softmax_cross_entropy(logits: Array, labels: Array, axis: Axis = -1, where: Array | None = None) -> Array:
     """``optax.softmax_cross_entropy``: ``-Σ labels · log_softmax(logits)`` over ``axis``.
@@ -221,7 +230,8 @@ def softmax_cross_entropy(logits: Array, labels: Array, axis: Axis = -1, where: 
       ValueError: labels of another shape, a bad ``axis`` or ``where``.
     """
     z, y, ax = _dense(logits, labels, axis, where)
-    return xent.softmax_cross_entropy(z, y, axis=ax)
+    empty = _no_classes(z, ax)
+    return empty if empty is not None else xent.softmax_cross_entropy(z, y, axis=ax)
 
 
 def safe_softmax_cross_entropy(logits: Array, labels: Array) -> Array:
@@ -303,6 +313,9 @@ def poly_loss_cross_entropy(logits: Array, labels: Array, *, epsilon: Array | fl
       ``logits.shape`` without ``axis``, in the dtype of ``logits``.
     """
     z, y, ax = _dense(logits, labels, axis, where)
+    empty = _no_classes(z, ax)
+    if empty is not None:
+        return empty
     be = backend(z)
     y = like(y, z)
     ce = xent.softmax_cross_entropy(z, y, axis=ax)
