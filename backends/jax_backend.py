@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from ._base import Array, Backend
@@ -157,6 +158,22 @@ def _binary_nll_jvp(be: Backend, narrow: str | None, primals: tuple[Any, ...], t
     return loss, out
 
 
+def _placement(sharding: Any, shape: tuple[int, ...]) -> Any:
+    """Where host data given with sharded predictions goes: the predictions'
+    sharding where it fits the data's shape (labels and sample weights of
+    batch-sharded logits), else replicated over the same devices (class
+    weights, or any rank the sharding does not fit)."""
+    try:
+        sharding.shard_shape(shape)
+        return sharding
+    except (ValueError, TypeError, IndexError):
+        pass
+    if isinstance(sharding, jax.sharding.NamedSharding):
+        return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+    devices = np.array(sorted(sharding.device_set, key=lambda d: d.id))
+    return jax.sharding.NamedSharding(jax.sharding.Mesh(devices, ("devices",)), jax.sharding.PartitionSpec())
+
+
 class JaxBackend(Backend):
     name = "jax"
     module = "jax"
@@ -181,7 +198,7 @@ class JaxBackend(Backend):
     def asarray(self, x: Any, like: Array) -> Array:
         out = jnp.asarray(x)
         if self._concrete(like) and self._concrete(out):
-            out = jax.device_put(out, like.sharding)
+            out = jax.device_put(out, _placement(like.sharding, out.shape))
         return out
 
     def device(self, x: Array) -> Any:
