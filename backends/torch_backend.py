@@ -484,7 +484,7 @@ class TorchBackend(Backend):
             if ignore_index is _NO_IGNORE and labels.min().item() == _NO_IGNORE:
                 return None
             loss = _cross_entropy(logits.float() if half else logits, labels, enum, ignore_index)
-        except (IndexError, RuntimeError, ValueError):
+        except (IndexError, OverflowError, RuntimeError, ValueError):
             return None
         return loss.to(dtype) if half else loss
 

@@ -324,3 +324,31 @@ def test_dialects_under_tf_function_with_none_batch(name, jit):  # type: ignore[
     got = np.asarray(fn(z, y, p))
     want = np.asarray(call(z.astype(np.float64), y, p.astype(np.float64)))
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("ignore_index", [2**40, -(2**40), 2**70])
+def test_ignore_index_beyond_the_label_dtype(fw, ignore_index):  # type: ignore[no-untyped-def]
+    """An ignore_index no label of the labels' dtype can equal ignores nothing
+    (JAX without x64 raised OverflowError comparing int32 labels with it)."""
+    want = ref.sparse_zcap(Z, Y, reduction="mean")
+    z = fw.asarray(Z, "float64")
+    for dtype in ("int32", "int64"):
+        got = xent.sparse_softmax_cross_entropy(z, fw.asarray(Y, dtype), ignore_index=ignore_index, reduction="mean")
+        np.testing.assert_allclose(fw.to_numpy(got), want, rtol=1e-10, err_msg=dtype)
+
+
+def test_jax_without_x64():  # type: ignore[no-untyped-def]
+    """JAX's default (no 64-bit types): int32 labels, a large ignore_index,
+    float32 logits, eagerly and under jax.jit."""
+    fw = _need("jax")
+    jax, jnp = fw.jax, fw.jnp
+    want = ref.sparse_zcap(Z, Y, alpha=0.1, reduction="mean")
+    with jax.enable_x64(False):
+        z, y = jnp.asarray(Z, jnp.float32), jnp.asarray(Y)
+        assert y.dtype == jnp.int32
+        for fn in (xent.sparse_softmax_cross_entropy, jax.jit(xent.sparse_softmax_cross_entropy,
+                                                              static_argnames=("ignore_index", "label_smoothing",
+                                                                               "reduction"))):
+            got = fn(z, y, ignore_index=2**40, label_smoothing=0.1, reduction="mean")
+            assert got.dtype == jnp.float32
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5)

@@ -385,6 +385,12 @@ def _raise_out_of_range(values: np.ndarray, num: int, ignore_index: int | None) 
         )
 
 
+def _representable(value: int, dtype: str) -> bool:
+    """Whether the integer dtype named ``dtype`` holds ``value``."""
+    info = np.iinfo(dtype)
+    return int(info.min) <= value <= int(info.max)
+
+
 def sparse_labels(
     p: Predictions, labels: Any, axis: int, num: int, ignore_index: Any, axis_name: str = "class"
 ) -> SparseLabels:
@@ -425,6 +431,8 @@ def sparse_labels(
         values = labels if host else be.to_numpy(y)
         if not labels_in_range(values, num):
             _raise_out_of_range(values, num, cast("int | None", ignore_index))  # (checked above)
+    if ignore_index is not None and not _representable(int(ignore_index), dtype):
+        ignore_index = None  # (no label of this dtype can equal it)
     keep = None if ignore_index is None else (y != ignore_index)
     bad = None if checked else ((y < 0) | (y >= num))
     if bad is not None and keep is not None:
