@@ -50,7 +50,7 @@ _functorch_active = torch._C._are_functorch_transforms_active
 _mode_active = torch._C._is_torch_function_mode_enabled
 _Tensor = torch.Tensor
 _forward_ad = torch.autograd.forward_ad
-_ONES: dict[torch.dtype, Array] = {}  # (_small_binary_nll)
+_ONES: dict[tuple[torch.dtype, torch.device], Array] = {}  # (_small_binary_nll)
 _INT64 = torch.int64
 
 
@@ -192,9 +192,10 @@ def _small_binary_nll(z: Array, y: Array, reduction: str) -> Array | None:
     as exact, but without its ``0·inf`` guard: ``None`` where the result is NaN
     (an infinite logit, or NaN input), and the caller runs the node."""
     a = z.abs()
-    one = _ONES.get(z.dtype)
+    key = (z.dtype, z.device)
+    one = _ONES.get(key)
     if one is None:  # (a 0-d tensor: a Python scalar operand is wrapped afresh on every op, ~3 us)
-        one = _ONES[z.dtype] = torch.ones((), dtype=z.dtype, device="cpu")  # (not a torch.device context's)
+        one = _ONES[key] = torch.ones((), dtype=z.dtype, device=z.device)  # (not a torch.device context's)
     loss = torch.where(torch.signbit(z), y, one - y).mul_(a).sub_(F.logsigmoid(a))
     if reduction != "none":
         loss = loss.sum() if reduction == "sum" else loss.mean()

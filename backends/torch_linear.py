@@ -429,7 +429,7 @@ class _ChunkedBinaryNLL(torch.autograd.Function):
         flat_z, flat_y = z.reshape(-1), y.reshape(-1)
         n = flat_z.numel()
         compute = _compute_dtype(z)
-        sums = torch.empty(-(-n // _CHUNK_ELEMENTS), dtype=compute) if total else None
+        sums = torch.empty(-(-n // _CHUNK_ELEMENTS), dtype=compute, device=z.device) if total else None
         out = None if total else torch.empty_like(flat_z)
         for i, (start, stop) in enumerate(_spans(n, _CHUNK_ELEMENTS)):
             loss = value(flat_z[start:stop].to(compute), flat_y[start:stop].to(compute), None)
@@ -459,7 +459,7 @@ class _ChunkedBinaryNLL(torch.autograd.Function):
         g = go.to(compute) if ctx.total else None
         dz = torch.empty_like(flat_z) if want_z else None
         dy = torch.empty_like(flat_y) if want_y else None
-        buf = torch.empty(min(flat_z.numel(), _CHUNK_ELEMENTS), dtype=compute)  # (never z itself)
+        buf = torch.empty(min(flat_z.numel(), _CHUNK_ELEMENTS), dtype=compute, device=z.device)  # (never z itself)
         for start, stop in _spans(flat_z.numel(), _CHUNK_ELEMENTS):
             zc = buf[: stop - start].copy_(flat_z[start:stop])
             gc = g if flat_g is None else flat_g[start:stop].to(compute)

@@ -974,3 +974,18 @@ def test_jax_eager_bad_labels_raise_and_traced_ones_give_nan():
     # ignore_index entries are not out of range:
     out = xent.sparse_softmax_cross_entropy(jnp.asarray(Z), bad, ignore_index=11)
     assert float(np.asarray(out)[4]) == 0.0
+
+
+@pytest.mark.parametrize("total", [True, False])
+def test_torch_chunked_sigmoid_kernel_allocates_on_the_inputs_device(total):
+    """The chunked sigmoid kernel's buffers are made on the inputs' device:
+    run on ``meta`` tensors (no data; a CPU buffer cannot take a copy of one),
+    forward and backward stay there."""
+    torch = _torch()
+    from xent.backends import torch_backend, torch_linear
+
+    z = torch.empty(3000, device="meta", requires_grad=True)
+    y = torch.empty(3000, device="meta", requires_grad=True)
+    out = torch_linear.chunked_binary_nll(z, y, torch_backend._BinaryNLL.value, total)
+    out.sum().backward()
+    assert out.device.type == z.grad.device.type == y.grad.device.type == "meta"
