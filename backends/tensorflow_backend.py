@@ -292,6 +292,17 @@ def _program(fn: Any, names: tuple[str, ...], args: tuple[Array, ...], options: 
     return function.get_concrete_function(*args, **options)
 
 
+def _classes_last(x: Array, axis: int) -> tuple[Array, list[int] | None]:
+    """``x`` with ``axis`` moved last (TF's fused ops and batched gathers want
+    the classes there), and the permutation used, or None where it already was."""
+    rank = len(x.shape)
+    axis %= rank
+    if axis == rank - 1:
+        return x, None
+    perm = [d for d in range(rank) if d != axis] + [axis]
+    return tf.transpose(x, perm), perm
+
+
 def _index(index: Array) -> Array:
     """Class ids as TF's gathers take them: int32 or int64."""
     return index if index.dtype in (tf.int32, tf.int64) else tf.cast(index, tf.int64)
@@ -391,14 +402,11 @@ class TensorflowBackend(Backend):
         # A batched gather along the last axis (tf.experimental.numpy's
         # take_along_axis broadcasts shapes at run time, which XLA cannot do
         # for a dimension unknown when tracing: a None batch).
-        rank = len(x.shape)
-        axis %= rank
-        perm = [d for d in range(rank) if d != axis] + [axis]
-        moved = axis != rank - 1
-        if moved:
-            x, index = tf.transpose(x, perm), tf.transpose(index, perm)
-        out = tf.gather(x, _index(index), batch_dims=rank - 1)
-        return tf.transpose(out, [perm.index(d) for d in range(rank)]) if moved else out
+        x, perm = _classes_last(x, axis)
+        if perm is not None:
+            index = tf.transpose(index, perm)
+        out = tf.gather(x, _index(index), batch_dims=len(x.shape) - 1)
+        return out if perm is None else tf.transpose(out, [perm.index(d) for d in range(len(perm))])
 
     def softplus(self, x: Array) -> Array:
         return tf.math.softplus(x)
@@ -429,9 +437,7 @@ class TensorflowBackend(Backend):
         # exact, and every class has weight α/C > 0, so a -inf logit gives inf
         # as the formula does. One op and its stored gradient, where the
         # formula's gather and sums made a traced step 3x slower to trace.
-        rank = len(z.shape)
-        if axis != rank - 1:
-            z = tf.transpose(z, [d for d in range(rank) if d != axis] + [axis])
+        z, _ = _classes_last(z, axis)
         num = z.shape[-1]
         target = tf.one_hot(_index(labels), num, on_value=tf.constant(1.0 - alpha + alpha / num, z.dtype),
                             off_value=tf.constant(alpha / num, z.dtype), dtype=z.dtype)
@@ -439,13 +445,8 @@ class TensorflowBackend(Backend):
 
     def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None) -> Array:
         # The fused kernel takes classes on the last axis and int32/int64 labels.
-        rank = len(z.shape)
-        if axis != rank - 1:
-            perm = [d for d in range(rank) if d != axis] + [axis]
-            z = tf.transpose(z, perm)
-        if labels.dtype not in (tf.int32, tf.int64):
-            labels = tf.cast(labels, tf.int64)
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=z)
+        z, _ = _classes_last(z, axis)
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=_index(labels), logits=z)
 
     def fused_sparse(
         self, logits: Array, labels: Array, axis: int, reduction: str, ignore_index: int | None

@@ -385,12 +385,6 @@ def _raise_out_of_range(values: np.ndarray, num: int, ignore_index: int | None) 
         )
 
 
-def _representable(value: int, dtype: str) -> bool:
-    """Whether the integer dtype named ``dtype`` holds ``value``."""
-    info = np.iinfo(dtype)
-    return int(info.min) <= value <= int(info.max)
-
-
 def sparse_labels(
     p: Predictions, labels: Any, axis: int, num: int, ignore_index: Any, axis_name: str = "class"
 ) -> SparseLabels:
@@ -431,7 +425,8 @@ def sparse_labels(
         values = labels if host else be.to_numpy(y)
         if not labels_in_range(values, num):
             _raise_out_of_range(values, num, cast("int | None", ignore_index))  # (checked above)
-    if ignore_index is not None and not _representable(int(ignore_index), dtype):
+    info = np.iinfo(dtype)
+    if ignore_index is not None and not int(info.min) <= int(ignore_index) <= int(info.max):
         ignore_index = None  # (no label of this dtype can equal it)
     keep = None if ignore_index is None else (y != ignore_index)
     bad = None if checked else ((y < 0) | (y >= num))
@@ -441,7 +436,7 @@ def sparse_labels(
         return SparseLabels(y, None, None)
     # Clipped rather than selected: a compiler (inductor) then keeps the
     # gather index arithmetic vectorised inside the fused softmax kernels.
-    top = min(num - 1, int(np.iinfo(dtype).max))
+    top = min(num - 1, int(info.max))
     return SparseLabels(be.clip(y, 0, top), keep, bad)
 
 

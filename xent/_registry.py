@@ -143,36 +143,23 @@ def _first_match(candidates: list[Backend], x: Any) -> Backend | None:
     return next((c for c in candidates if c.is_array(x)), None)
 
 
-#: the top-level module of an array type -> the built-in backend to try first
-#: (JAX's array types live in jaxlib).
-_HINTS = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "jax", "jaxlib": "jax"}
-
-
 def backend_for(x: Any) -> Backend | None:
     """The backend for array ``x``, or ``None``; cached per ``type(x)``.
 
-    A type's first lookup tries the built-in backend its module names before
-    scanning ``sys.modules``: under torch.compile that lookup is traced, and a
-    read of ``sys.modules`` would make Dynamo guard on it (recompiling the
-    caller whenever any module is imported).
+    torch's own tensor types skip the cache and the scan of ``sys.modules``:
+    under torch.compile this code is traced, and Dynamo would guard on what it
+    reads (recompiling the caller whenever the cache or ``sys.modules``
+    changes, e.g. after an eager call on a NumPy array or an import).
     """
     kind = type(x)
     if kind.__module__[:5] == "torch":
-        # torch's own tensor types: no cache read at all, since under
-        # torch.compile this code is traced and Dynamo would guard on the
-        # caches' contents (recompiling the caller whenever they change,
-        # e.g. after an eager call on a NumPy array).
         torch_backend = _backends.torch_backend.BACKEND
         if torch_backend.is_array(x):
             return torch_backend
     backend = _type_cache.get(kind)
     if backend is not None:
         return backend
-    hint = _HINTS.get(kind.__module__.partition(".")[0])
-    if hint is not None and _builtin(hint).is_array(x):
-        backend = _builtin(hint)
-    else:
-        backend = _first_match(_builtins_imported(), x)
+    backend = _first_match(_builtins_imported(), x)
     if backend is None:
         _load_entry_points()
         backend = _first_match([*_registered.values(), _builtin(_GENERIC)], x)
