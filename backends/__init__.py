@@ -1,8 +1,12 @@
 """xent's backends, installed as ``xent.backends``.
 
-One module per framework, each small: it says how to recognise the framework's
-arrays, how to move labels onto their device, and which of the primitives of
-:class:`xent.backends._base.Backend` it replaces with a native kernel.
+``_base.py`` declares the primitives every backend provides (and the optional
+hooks: the fused and compiled rungs, the chunked LM-head kernel, collectives);
+``_rows.py`` builds the softmax losses from per-row statistics. NumPy and the
+generic array-API backend are one module each; torch, TensorFlow and JAX are
+packages with a file per role (the primitives, the fused rung, the compile
+cache, the traced forms, the chunked kernels), listed in each package's
+docstring.
 """
 
 from ._base import Backend
@@ -11,11 +15,11 @@ __all__ = ["Backend"]
 
 
 def __getattr__(name: str) -> object:
-    # ``xent.backends.torch_backend`` imported on first access: the registry
+    # ``xent.backends.torch`` imported on first access: the registry
     # reaches torch's backend this way, an attribute read that torch.compile
     # traces without guarding on the registry's caches.
-    if name == "torch_backend":
+    if name == "torch":
         import importlib
 
-        return importlib.import_module(f"{__name__}.torch_backend")
+        return importlib.import_module(f"{__name__}.torch")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ._rows import combine, row_stats
+
 Array = Any
 
 #: dtype names that xent treats as floating point, in the spelling every
@@ -152,12 +154,14 @@ class Backend:
 
     # ------------------------------------------------------------- fast path
     def fused_sparse(
-        self, logits: Array, labels: Array, axis: int, reduction: str, ignore_index: int | None
+        self, logits: Array, labels: Array, *, axis: Any, reduction: Any, ignore_index: Any
     ) -> Array | None:
-        """The plain sparse loss (no smoothing, weights, z-loss or soft-cap),
-        reduced, in one native call; ``None`` to take the general path.
+        """The plain sparse loss, reduced, in one native call; ``None`` to take
+        the next rung of the ladder (``xent._dispatch``).
 
-        A backend returns a result only inside the envelope where its native
+        The options it honours (given or default) are passed by name, not yet
+        validated; every other option is at its default. A
+        backend returns a result only inside the envelope where its native
         kernel gives exactly xent's semantics, and ``None`` for anything it
         does not recognise or cannot check cheaply (the general path then
         validates, and raises xent's own errors). This is what makes a small
@@ -165,15 +169,14 @@ class Backend:
         """
         return None
 
-    def fused_dense(self, logits: Array, labels: Array, axis: int, reduction: str) -> Array | None:
-        """The plain dense (soft-label) loss, reduced, in one native call; ``None``
-        to take the general path. Same contract as :meth:`fused_sparse`."""
+    def fused_dense(self, logits: Array, labels: Array, *, axis: Any, reduction: Any) -> Array | None:
+        """The plain dense (soft-label) loss, reduced, in one native call. Same
+        contract as :meth:`fused_sparse`."""
         return None
 
-    def fused_sigmoid(self, logits: Array, labels: Array, reduction: str) -> Array | None:
-        """The plain sigmoid loss (no ``pos_weight``, smoothing or weights),
-        reduced, without the general front end; ``None`` to take the general
-        path. Same contract as :meth:`fused_sparse`."""
+    def fused_sigmoid(self, logits: Array, labels: Array, *, reduction: Any) -> Array | None:
+        """The plain sigmoid loss, reduced, without the general front end. Same
+        contract as :meth:`fused_sparse`."""
         return None
 
     def compiled(self, fn: Any, check: Any, *args: Array, **options: Any) -> Array | None:
@@ -317,7 +320,7 @@ class Backend:
         ``tf.cond``), with ``xs`` held in the half dtype ``narrow`` they were
         upcast from and upcast again inside the branch. XLA writes out each
         operand of a conditional: an upcast one is a fresh logits-sized float32
-        copy (measured 4x the native loss under jax.jit), while the round trip
+        copy, which costs more than the loss itself, while the round trip
         of a value upcast from ``narrow`` folds away to the input itself."""
         if narrow is None:
             return lambda: fn(*xs)
@@ -384,10 +387,7 @@ class Backend:
         either way; a backend whose conditional must hold the inputs holds them
         narrow (:meth:`held_branch`).
         """
-        shifted = z - self.row_max(z, axis, narrow)
-        guarded = self.unweighted_inf_as_zero(y, shifted)
-        log_s = self.log(self.sum(self.exp(shifted), axis))
-        return log_s * self.sum(y, axis) - self.sum(y * guarded, axis)
+        return combine(self, row_stats(self, z, axis, soft=y, narrow=narrow))
 
     def linear_cross_entropy_chunks(
         self, h: Array, W: Array, b: Array | None, y: Array, cw: Array | None, plan: Any
@@ -405,11 +405,10 @@ class Backend:
         """The label-smoothed loss ``(1-α)·(-log p_y) + (α/C)·Σ_c -log p_c`` along
         ``axis`` (removed), for in-range ``labels`` and ``0 < α < 1``: the
         cross-entropy against the smoothed one-hot target."""
-        logp = self.log_softmax(z, axis)
         num = self.shape(z)[axis]
         assert num is not None  # (the class axis has a static size: fe.num_classes)
-        nll = -self.sum(self.take_along_axis(logp, self.expand_dims(labels, axis), axis), axis)
-        return (1.0 - alpha) * nll + (alpha / num) * -self.sum(logp, axis)
+        stats = row_stats(self, z, axis, labels=labels, spread=True)
+        return combine(self, stats, alpha=alpha, vocab=num)
 
     def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None) -> Array:
         """``-log_softmax(z)[labels]`` along ``axis``; every label is in ``[0, C)``.
@@ -420,10 +419,13 @@ class Backend:
 
         ``narrow``: the half dtype ``z`` was upcast from, or None (:meth:`row_max`).
         """
-        m = self.row_max(z, axis, narrow)
-        log_s = self.log(self.sum(self.exp(z - m), axis))
-        # Gather from z, not from z - m: the shifted logits then feed only the
-        # exp-sum, which a compiler (XLA) fuses into one pass without a
-        # logits-sized temporary. z_y - m is the same subtraction either way.
-        picked = self.take_along_axis(z, self.expand_dims(labels, axis), axis) - m
-        return log_s - self.sum(picked, axis)
+        return combine(self, row_stats(self, z, axis, labels=labels, narrow=narrow))
+
+    # ----------------------------------------------------------- collectives
+    def all_reduce(self, x: Array, op: str, group: Any) -> Array:
+        """``x`` reduced elementwise over the processes of ``group`` (``op``:
+        ``"max"`` or ``"sum"``), on the framework's own collectives. A loss over
+        a vocabulary split across devices all-reduces the row max, then the
+        row statistics (:mod:`xent.backends._rows`). Backends without
+        collectives raise."""
+        raise NotImplementedError(f"the {self.name} backend has no collectives (all_reduce)")

@@ -7,6 +7,7 @@ the row max, ``exp``, ``sum``, ``log``, gather): see :func:`_blocked`.
 
 from __future__ import annotations
 
+
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +20,8 @@ from ._base import Array, Backend
 # ----------------------------------------------------------------- blocking
 #
 # A plain NumPy cross-entropy makes several logits-sized temporaries (z - m,
-# exp(z - m), ...) and streams each through main memory: at (4096, 32000)
-# float32 that is ~0.5 GB per temporary, and the time goes to memory traffic
-# and page faults rather than to arithmetic. Instead we walk the rows in blocks
+# exp(z - m), ...) and streams each through main memory: for large logits the
+# time goes to memory traffic and page faults rather than to arithmetic. Instead we walk the rows in blocks
 # of about _BLOCK_ELEMENTS values (1-2 MiB, sized for a per-core L2 cache), and
 # each block does the whole computation while it is in cache, in one scratch
 # buffer reused from block to block. The only memory beyond the inputs is the
@@ -29,7 +29,7 @@ from ._base import Array, Backend
 #
 # NumPy ufuncs and reductions release the GIL, so the blocks are spread over a
 # small thread pool (one contiguous range of rows per thread) when the input is
-# large enough to pay for the hand-off (~20 us). The arithmetic per row is
+# large enough to pay for the hand-off to the threads. The arithmetic per row is
 # unchanged by the blocking: every reduction still runs along one contiguous
 # row, in NumPy's own (pairwise) order, so the results equal the unblocked
 # formula's.
@@ -186,7 +186,7 @@ class NumpyBackend(Backend):
 
     def namespace(self, x: Array) -> Any:
         # Imported at first use, not with the backend: array_api_compat.numpy
-        # takes ~0.2 s to import (it pulls in numpy.f2py), and the backend is
+        # is slow to import (it pulls in numpy.f2py), and the backend is
         # built at the first xent call of any framework (NumPy is always loaded).
         import array_api_compat.numpy as xp
 
@@ -220,8 +220,8 @@ class NumpyBackend(Backend):
 
     def softplus(self, x: Array) -> Array:
         # The base formula, max(x, 0) + log1p(exp(-|x|)), in one scratch array instead
-        # of five temporaries. (np.logaddexp computes the same but has no SIMD loop:
-        # 13x slower for float32.)
+        # of five temporaries. (np.logaddexp computes the same but has no SIMD loop,
+        # so it is much slower for float32.)
         if not isinstance(x, np.ndarray) or x.ndim == 0:
             return super().softplus(x)
         out = np.abs(x)
@@ -240,7 +240,7 @@ class NumpyBackend(Backend):
             return super().binary_nll(z, y, pos_weight)
         return _binary_nll(self, z, y, pw, reduce=False)
 
-    def fused_sigmoid(self, logits: Array, labels: Array, reduction: str) -> Array | None:
+    def fused_sigmoid(self, logits: Array, labels: Array, *, reduction: Any) -> Array | None:
         # Reduced block by block: the elementwise loss is never written out.
         if not (
             type(logits) is np.ndarray

@@ -6,7 +6,7 @@ Each framework's eager loss is called ``--calls`` times on each of ``--shapes``
 batch sizes (64, 65, ...) of ``--classes`` classes, in one loop, as a
 variable-length workload does; the totals include whatever compiling happens
 along the way (TF compiles a signature only once its op-by-op calls have cost
-about one compile: ``tensorflow_backend._COMPILE_AFTER_S``; JAX's eager calls,
+about one compile: ``xent.backends.tensorflow.compile_cache.COMPILE_AFTER_S``; JAX's eager calls,
 xent's and optax's alike, compile each new shape). Sparse and dense losses,
 float32, ``reduction="mean"``. Prints one line per framework and loss.
 """

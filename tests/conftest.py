@@ -46,7 +46,7 @@ def autodiff_fw(request):  # type: ignore[no-untyped-def]
 def _jax_x64():  # type: ignore[no-untyped-def]
     """xent's own suite runs JAX with 64-bit types on throughout (float64 is
     tested on every backend); the pytest plugin that users get turns them on
-    inside its fixture only (tests/test_testing.py checks that)."""
+    inside its fixture only (tests/parity/test_testing.py checks that)."""
     if installed("jax"):  # (some tests use JAX arrays whatever $XENT_TEST_BACKENDS says)
         import jax
 

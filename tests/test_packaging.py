@@ -22,7 +22,8 @@ def test_wheel_layout(tmp_path):  # type: ignore[no-untyped-def]
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert tops == {"xent"}, tops
-    for module in ("numpy_backend", "torch_backend", "tensorflow_backend", "jax_backend", "array_api_backend", "_base"):
+    for module in ("numpy_backend", "torch/__init__", "torch/fused", "tensorflow/compile_cache", "jax/backend",
+                   "array_api_backend", "_base", "_rows"):
         assert f"xent/backends/{module}.py" in names
     for module in ("testing/__init__", "testing/pytest_plugin", "compat/__init__", "__main__"):
         assert f"xent/{module}.py" in names

@@ -106,7 +106,7 @@ def time_ab(
     Both functions are warmed up first, ``warmup`` calls each and then on
     until each has run ``warmup_s`` seconds (compiles happen there: TF's eager
     calls are compiled once a signature's op-by-op calls have taken about one
-    compile's time, ``tensorflow_backend._COMPILE_AFTER_S``). Each sample runs
+    compile's time, ``xent.backends.tensorflow.compile_cache.COMPILE_AFTER_S``). Each sample runs
     a function ``k`` times in a row, with ``k`` chosen so a sample lasts about a
     millisecond; pairs alternate which side runs first.
     """

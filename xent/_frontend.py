@@ -17,7 +17,7 @@ import numpy as np
 from xent._registry import backend_for
 from xent.backends import Backend
 from xent.backends._base import (
-    FLOAT_DTYPES, HALF_DTYPES, INT_DTYPES, labels_in_range, labels_out_of_range, labels_valid,
+    FLOAT_DTYPES, HALF_DTYPES, INT_DTYPES, labels_in_range, labels_out_of_range,
 )
 
 Reduction = Literal["none", "sum", "mean"]
@@ -29,7 +29,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def plain_python(fn: _F) -> _F:
     """Mark a public function so that TensorFlow's AutoGraph runs it as written
     instead of converting it (xent's control flow is on Python values, never
-    on tensors, and converting it made a traced step 3x slower to trace).
+    on tensors, and converting it makes a traced step much slower to trace).
     The mark is the attribute AutoGraph gives its own artifacts; no import."""
     marked: Any = fn  # (any callable takes the attribute)
     marked.autograph_info__ = frozenset()
@@ -97,47 +97,6 @@ def predictions(x: Any, name: str, *, cast: bool = True) -> Predictions:
     value = backend.cast(x, compute) if cast else x
     result = backend.loss_dtype(x, dtype)
     return Predictions(backend, value, dtype, compute, backend.shape(x), name, result)
-
-
-def compiled(
-    loss: Any, logits: Any, labels: Any, *, class_ids: bool = False, **options: Any
-) -> Array | None:
-    """``loss(logits, labels, **options)`` as one compiled program where the
-    backend runs whole losses that way (JAX, see
-    :meth:`xent.backends.Backend.compiled`), else None: the caller goes on.
-
-    With ``class_ids`` the labels are integer class ids along
-    ``options["axis"]``: inside the program they cannot be read, so they are
-    checked on the host before it runs where they can be (only then: a call
-    the backend runs op by op checks them itself), and a bad one sends the
-    call to the eager path, which names it."""
-    backend = backend_for(logits)
-    if backend is None or not backend.compiles_eagerly:
-        return None
-    check = None
-    if class_ids:
-        def check() -> bool:
-            return _ids_valid_or_unseen(backend, logits, labels, options["axis"], options.get("ignore_index"))
-    return backend.compiled(loss, check, logits, labels, **options)
-
-
-def _ids_valid_or_unseen(be: Backend, logits: Any, labels: Any, axis: Any, ignore_index: Any) -> bool:
-    """Whether integer ``labels`` are all in range (or ``ignore_index``) where
-    they can be read on the host now; True where they cannot (a compiled
-    program then marks bad ones NaN)."""
-    if backend_for(labels) is not be:
-        return False
-    assert be is not None  # (mypy narrows be to backend_for's Optional result)
-    if not be.can_inspect(labels):
-        return True
-    values = be.to_numpy(labels)
-    try:
-        num = be.shape(logits)[axis]
-    except (IndexError, TypeError):
-        return False
-    if values.dtype.kind not in "iu" or not num:
-        return False
-    return labels_valid(values, num, ignore_index)
 
 
 def _same_framework(p: Predictions, x: Any, name: str) -> Array:
@@ -276,13 +235,6 @@ def softcap(be: Backend, z: Array, cap: float | None) -> Array:
     if cap is None:
         return z
     return be.where(z == -math.inf, z, be.tanh(z / cap) * cap)
-
-
-def logsumexp(be: Backend, z: Array, axis: int) -> Array:
-    """``log Σ exp(z)`` along ``axis`` (removed), shifted by the row max (no gradient
-    through the shift, so the gradient is exactly ``softmax(z)``)."""
-    m = be.stop_gradient(be.max(z, axis, keepdims=True))
-    return be.log(be.sum(be.exp(z - m), axis)) + be.sum(m, axis)
 
 
 def check_reduction(reduction: Any) -> str:
@@ -470,7 +422,7 @@ def reduce(
         loss = be.where(keep, loss, 0.0)
     if bad is not None:
         # NaN added, not selected, so the backward pass has no select in it
-        # (torch.compile fuses the softmax backward then, measured 1.2x faster);
+        # (torch.compile then fuses the softmax backward, which a select splits);
         # those entries' gradients are then those of the clipped label.
         loss = loss + be.where(bad, math.nan, be.cast(bad, p.compute_dtype))
     if reduction == "none":

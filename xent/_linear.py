@@ -5,10 +5,11 @@ loss's helpers, then hands flat ``[N, H]`` tokens to the backend's
 ``linear_cross_entropy_chunks`` (torch, JAX, TensorFlow: a custom gradient that
 recomputes each chunk's logits in the backward pass) or, for NumPy and the
 array-API backend, to the value-only loop here. The per-token formulas are
-written once, in :func:`token_loss` and :func:`grad_coefficients`, and used by
-every backend; the ``[rows, V]`` passes around them are :func:`chunk_loss` and
+the row statistics of :mod:`xent.backends._rows` (as for every softmax loss),
+bound to a call's options by :func:`token_loss` and :func:`grad_coefficients`
+and used by every backend; the ``[rows, V]`` passes around them are :func:`chunk_loss` and
 :func:`chunk_dlogits`, over the backend primitives (JAX, TensorFlow, NumPy),
-while torch does the same passes in place in ``backends/torch_linear.py``.
+while torch does the same passes in place in ``backends/torch/linear.py``.
 
 The backends return the per-token loss (cross-entropy with class weights, plus
 the z-loss term); masks, sample weights and the reduction are applied by
@@ -26,8 +27,9 @@ from typing import Any, Callable
 
 from xent import _frontend as fe
 from xent._frontend import Reduction
-from xent.backends import Backend
+from xent.backends import Backend, _rows
 from xent.backends._base import FLOAT_DTYPES
+from xent.backends._rows import RowStats, combine, row_stats
 
 Array = Any
 
@@ -67,52 +69,18 @@ class Plan:
 
 
 def token_loss(log_s: Array, picked: Array, spread: Array | None, m: Array, w_y: Array | None, plan: Plan,
-               wsum: Any) -> Array:
-    """Per-token loss from the row statistics of one chunk (all ``[rows]``).
-
-    With ``d = s - m`` the logits shifted by their row maximum ``m``:
-    ``log_s = log Σ_c exp(d_c)``, ``picked = d_y``, ``spread = Σ_c w_c·d_c``
-    (None without smoothing), ``w_y`` the label's class weight (None without
-    class weights) and ``wsum = Σ_c w_c`` (``V`` without class weights)::
-
-        loss = (1-α)·w_y·(log_s - d_y) + (α/V)·(wsum·log_s - spread) + z_loss·(m + log_s)²
-
-    ``log_s - d_y`` is ``lse - s_y`` without rounding the large ``lse = m +
-    log_s`` first (as :meth:`Backend.nll`); likewise the smoothing term.
-    """
-    nll = log_s - picked
-    if w_y is not None:
-        nll = nll * w_y
-    loss = nll
-    if plan.alpha:
-        smooth = log_s * wsum - spread
-        loss = nll * (1.0 - plan.alpha) + smooth * (plan.alpha / plan.vocab)
-    if plan.z_loss:
-        lse = m + log_s
-        loss = loss + (lse * lse) * plan.z_loss
-    return loss
+               wsum: Any, be: Backend) -> Array:
+    """Per-token loss from the row statistics of one chunk (all ``[rows]``):
+    :func:`xent.backends._rows.combine` with the plan's options."""
+    stats = RowStats(m, None, picked, None, spread)
+    return combine(be, stats, log_s=log_s, w_y=w_y, wsum=wsum, alpha=plan.alpha, vocab=plan.vocab,
+                   z_loss=plan.z_loss)
 
 
 def grad_coefficients(lse: Array | None, w_y: Array | None, go: Array, plan: Plan, wsum: Any) -> tuple[Array, Array]:
-    """``(weight, target)``, both ``[rows]``, of one chunk's logit gradient::
-
-        go · d loss / d s = weight·softmax(s) - target·onehot(y) - go·(α/V)·w
-
-    with ``weight = go·(Σ_c a_c + 2·z_loss·lse)`` and ``target = go·(1-α)·w_y``,
-    where ``a = (1-α)·w_y·onehot(y) + (α/V)·w`` are the label weights and
-    ``Σ_c a_c = (1-α)·w_y + (α/V)·wsum``. ``lse`` is needed only with z-loss.
-    """
-    alpha = plan.alpha
-    target = go if w_y is None else go * w_y
-    if alpha:
-        target = target * (1.0 - alpha)
-    total = (1.0 - alpha) * (1.0 if w_y is None else w_y)
-    if alpha:
-        total = total + wsum * (alpha / plan.vocab)
-    if plan.z_loss:
-        assert lse is not None  # (every caller passes lse with z-loss)
-        total = total + lse * (2.0 * plan.z_loss)
-    return go * total, target
+    """``(weight, target)`` of one chunk's logit gradient:
+    :func:`xent.backends._rows.grad_coefficients` with the plan's options."""
+    return _rows.grad_coefficients(lse, w_y, go, alpha=plan.alpha, vocab=plan.vocab, z_loss=plan.z_loss, wsum=wsum)
 
 
 def class_weight_terms(be: Backend, y: Array, cw: Array | None, plan: Plan) -> tuple[Array | None, Any]:
@@ -132,19 +100,13 @@ def chunk_loss(be: Backend, z: Array, y: Array, cw: Array | None, plan: Plan) ->
     :func:`token_loss`.
     """
     s = fe.softcap(be, z, plan.cap)
-    m = be.stop_gradient(be.max(s, 1, keepdims=True))
-    d = s - m
-    sumexp = be.sum(be.exp(d), 1)
-    log_s = be.log(sumexp)
-    m = be.sum(m, 1)  # [rows, 1] -> [rows]
-    # Gathered from s, not from d, so that d feeds only reductions (XLA fuses
-    # them without a [rows, V] temporary); s_y - m is the same subtraction.
-    picked = be.sum(be.take_along_axis(s, be.expand_dims(y, 1), 1), 1) - m
     w_y, wsum = class_weight_terms(be, y, cw, plan)
-    spread = None
-    if plan.alpha:
-        spread = be.sum(d if cw is None else d * be.expand_dims(cw, 0), 1)
-    return token_loss(log_s, picked, spread, m, w_y, plan, wsum), m, sumexp
+    spread = (True if cw is None else be.expand_dims(cw, 0)) if plan.alpha else None
+    stats = row_stats(be, s, 1, labels=y, spread=spread)
+    log_s = be.log(stats.sumexp)
+    loss = combine(be, stats, log_s=log_s, w_y=w_y, wsum=wsum, alpha=plan.alpha, vocab=plan.vocab,
+                   z_loss=plan.z_loss)
+    return loss, stats.m, stats.sumexp
 
 
 def chunk_dlogits(

@@ -11,12 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from xent import _frontend as fe
+from xent._dispatch import ladder
 from xent._frontend import Reduction
+from xent.backends._rows import combine, row_stats
 
 Array = Any
 
 
 @fe.plain_python
+@ladder
 def softmax_cross_entropy(
     logits: Array,
     labels: Array,
@@ -61,20 +64,6 @@ def softmax_cross_entropy(
     >>> xent.softmax_cross_entropy(logits, labels).round(5)
     array([1.41437, 1.66425], dtype=float32)
     """
-    # (No assignment expressions in the losses: AutoGraph, which converts them
-    # under tf.function, cannot, and logs a warning for each.)
-    backend = fe.backend_for(logits)
-    if backend is not None and not label_smoothing and weights is None:
-        # Fast path: one native call where its semantics are exactly ours (torch, TF).
-        fused = backend.fused_dense(logits, labels, axis, reduction)
-        if fused is not None:
-            return fused
-    out = fe.compiled(
-        softmax_cross_entropy, logits, labels, axis=axis, label_smoothing=label_smoothing,
-        weights=weights, reduction=reduction,
-    )
-    if out is not None:
-        return out
     p, axis, num, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     be = p.backend
@@ -90,6 +79,7 @@ def softmax_cross_entropy(
 
 
 @fe.plain_python
+@ladder
 def sparse_softmax_cross_entropy(
     logits: Array,
     labels: Array,
@@ -147,26 +137,6 @@ def sparse_softmax_cross_entropy(
     ...                                         reduction="mean").round(6))
     0.464369
     """
-    backend = fe.backend_for(logits)
-    if (
-        backend is not None
-        and not (label_smoothing or z_loss)
-        and class_weights is weights is logit_softcap is None
-    ):
-        # Fast path: one native call where its semantics are exactly ours (torch, TF).
-        # (Arguments spelled out: a *args call costs ~0.7 us more here.)
-        fused = backend.fused_sparse(logits, labels, axis, reduction, ignore_index)
-        if fused is not None:
-            return fused
-    # Or the whole loss as one compiled program (JAX).
-    out = fe.compiled(
-        sparse_softmax_cross_entropy, logits, labels, class_ids=True, axis=axis,
-        ignore_index=ignore_index, label_smoothing=label_smoothing,
-        class_weights=class_weights, weights=weights, reduction=reduction,
-        z_loss=z_loss, logit_softcap=logit_softcap,
-    )
-    if out is not None:
-        return out
     p, axis, num, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     zl = fe.check_z_loss(z_loss)
@@ -177,29 +147,30 @@ def sparse_softmax_cross_entropy(
     with be.errstate():
         z = fe.softcap(be, p.value, cap)
         class_w = None if cw is None else be.take(cw, y.safe)
-        if alpha and cw is None:
+        if alpha and cw is None and not zl:
             loss = be.smoothed_nll(z, y.safe, axis, alpha)
-        elif alpha:
-            logp = be.log_softmax(z, axis)
-            nll = be.weigh(class_w, -be.sum(be.take_along_axis(logp, be.expand_dims(y.safe, axis), axis), axis))
-            smooth = -be.sum(be.weigh(fe.along_axis(p, cw, axis), logp), axis)
-            loss = (1.0 - alpha) * nll + (alpha / num) * smooth
+        elif alpha or zl:
+            # The row statistics, combined: the row max, Σ exp, the label's
+            # logit and (smoothing) Σ_c w_c·z_c, in one pass over the logits.
+            spread = (True if cw is None else fe.along_axis(p, cw, axis)) if alpha else None
+            stats = row_stats(be, z, axis, labels=y.safe, spread=spread)
+            wsum = None if cw is None else be.sum(cw)
+            loss = combine(be, stats, w_y=class_w, wsum=wsum, alpha=alpha, vocab=num, z_loss=zl)
         else:
-            # Fused native kernel where the backend has one (torch, TF): it only
-            # ever sees in-range labels; masks and weights are applied here.
-            # (narrow: the half dtype the logits were upcast from, unless soft-capped)
+            # The backend's negative log-likelihood (a fused native kernel on
+            # torch and TF): it only ever sees in-range labels; masks and
+            # weights are applied here. (narrow: the half dtype the logits
+            # were upcast from, unless soft-capped)
             loss = be.nll(z, y.safe, axis, None if cap is not None else fe.narrow_of(p))
             if class_w is not None:
                 loss = be.weigh(class_w, loss)
-        if zl:
-            lse = fe.logsumexp(be, z, axis)
-            loss = loss + zl * (lse * lse)
         return fe.reduce(
             p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad
         )
 
 
 @fe.plain_python
+@ladder
 def sigmoid_cross_entropy(
     logits: Array,
     labels: Array,
@@ -233,17 +204,6 @@ def sigmoid_cross_entropy(
     >>> xent.sigmoid_cross_entropy(np.array([12.0, 3.0, -np.inf]), np.array([1.0, 0.0, 0.0]))
     array([6.14419348e-06, 3.04858735e+00, 0.00000000e+00])
     """
-    backend = fe.backend_for(logits)
-    if backend is not None and not label_smoothing and pos_weight is weights is None:
-        fused = backend.fused_sigmoid(logits, labels, reduction)
-        if fused is not None:
-            return fused
-    out = fe.compiled(
-        sigmoid_cross_entropy, logits, labels, pos_weight=pos_weight,
-        label_smoothing=label_smoothing, weights=weights, reduction=reduction,
-    )
-    if out is not None:
-        return out
     p, w = fe.elementwise_inputs(logits, "logits", reduction, weights)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     be = p.backend
@@ -260,6 +220,7 @@ def sigmoid_cross_entropy(
 
 
 @fe.plain_python
+@ladder
 def categorical_cross_entropy(
     probs: Array,
     labels: Array,
@@ -292,12 +253,6 @@ def categorical_cross_entropy(
     >>> xent.categorical_cross_entropy(np.array([[0.05, 0.95, 0.0]]), np.array([[0.0, 1.0, 0.0]])).round(7)
     array([0.0512933])
     """
-    out = fe.compiled(
-        categorical_cross_entropy, probs, labels, axis=axis, epsilon=epsilon,
-        label_smoothing=label_smoothing, weights=weights, reduction=reduction,
-    )
-    if out is not None:
-        return out
     p, axis, num, w = fe.class_axis_inputs(probs, "probs", axis, reduction, weights)
     eps = fe.check_fraction("epsilon", epsilon, 0.5)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
@@ -313,6 +268,7 @@ def categorical_cross_entropy(
 
 
 @fe.plain_python
+@ladder
 def sparse_categorical_cross_entropy(
     probs: Array,
     labels: Array,
@@ -349,12 +305,6 @@ def sparse_categorical_cross_entropy(
     >>> xent.sparse_categorical_cross_entropy(probs, [1, 2], reduction="mean")
     np.float32(1.1769392)
     """
-    out = fe.compiled(
-        sparse_categorical_cross_entropy, probs, labels, class_ids=True, axis=axis,
-        epsilon=epsilon, ignore_index=ignore_index, weights=weights, reduction=reduction,
-    )
-    if out is not None:
-        return out
     p, axis, num, w = fe.class_axis_inputs(probs, "probs", axis, reduction, weights)
     eps = fe.check_fraction("epsilon", epsilon, 0.5)
     be = p.backend
@@ -367,6 +317,7 @@ def sparse_categorical_cross_entropy(
 
 
 @fe.plain_python
+@ladder
 def binary_cross_entropy(
     probs: Array,
     labels: Array,
@@ -396,12 +347,6 @@ def binary_cross_entropy(
     >>> xent.binary_cross_entropy(np.array([0.0, 0.5], dtype=np.float32), np.array([1.0, 1.0]))
     array([16.118095 ,  0.6931472], dtype=float32)
     """
-    out = fe.compiled(
-        binary_cross_entropy, probs, labels, epsilon=epsilon, label_smoothing=label_smoothing,
-        weights=weights, reduction=reduction,
-    )
-    if out is not None:
-        return out
     p, w = fe.elementwise_inputs(probs, "probs", reduction, weights)
     eps = fe.check_fraction("epsilon", epsilon, 0.5)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)

@@ -38,7 +38,9 @@ from typing import Any, cast, overload
 
 import numpy as np
 
+from xent._losses import CLASS_ID_LOSSES as _CLASS_ID_LOSSES
 from xent._losses import LOSSES
+from xent.testing import _reference
 from xent.testing._frameworks import NAMES, Framework, framework, installed
 from xent.testing._tolerance import tolerance
 
@@ -233,109 +235,43 @@ class Reference:
     grads: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    m = z.max(axis=-1, keepdims=True)
-    s = z - m
-    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
-
-
-def _softplus(x: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, x)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
 def reference(case: Case, inputs: Inputs) -> Reference:
-    """The float64 loss and analytic gradients of ``case`` on ``inputs``.
-
-    Written from the formulas of docs/semantics.md, without calling xent: per-element
-    loss ``ℓ_i``, then the multiplier ``c_i`` of each element in the scalar
-    (sample weight × kept, divided by ``Σ W`` for ``"mean"``), then the value
-    and ``∂(Σ c_i ℓ_i)/∂x``.
-    """
+    """The float64 loss and analytic gradients of ``case`` on ``inputs``, from
+    xent's float64 reference (:mod:`xent.testing._reference`, written from the
+    formulas of docs/semantics.md without calling xent's losses, and shared
+    with the test suite)."""
     loss = case.loss
     x = inputs.f64(inputs.predictions)
     assert x is not None
     softmax_family = loss in _SOFTMAX_FAMILY
     axis = case.axis % x.ndim
     alpha = case.smoothing
-    grads: dict[str, np.ndarray] = {}
+    bounds = {"lo": EPSILON, "hi": 1 - EPSILON}
     if softmax_family:
         x = np.moveaxis(x, axis, -1)  # classes last inside the reference
-        num = x.shape[-1]
-    keep = None
-    dlabels = None
-    if loss in ("softmax_cross_entropy", "sparse_softmax_cross_entropy"):
-        ls = _log_softmax(x)
-        if loss == "softmax_cross_entropy":
+        if loss not in _CLASS_ID_LOSSES:
             y = np.moveaxis(np.asarray(inputs.labels, np.float64), axis, -1)
-            t = (1 - alpha) * y + alpha / num
-            dlabels = -(1 - alpha) * ls
-            class_w = None
-        else:
-            lab = np.asarray(inputs.labels)
-            keep = lab != IGNORE
-            safe = np.where(keep, lab, 0)
-            onehot = np.eye(num)[safe]
-            cw = np.ones(num) if inputs.class_weights is None else inputs.f64(inputs.class_weights)
-            # torch's formula: (1-α)·w_y·(-log p_y) + (α/C)·Σ_c w_c·(-log p_c)
-            t = (1 - alpha) * cw[safe][..., None] * onehot + (alpha / num) * cw
-            class_w = None if inputs.class_weights is None else cw[safe]
-        per = -(t * ls).sum(-1)
-        dpred = t.sum(-1, keepdims=True) * np.exp(ls) - t
-    elif loss in ("categorical_cross_entropy", "sparse_categorical_cross_entropy"):
-        class_w = None
-        if loss == "categorical_cross_entropy":
-            y = np.moveaxis(np.asarray(inputs.labels, np.float64), axis, -1)
-            t = (1 - alpha) * y + alpha / num
-            s = x.sum(-1, keepdims=True)
-            q = np.clip(x / s, EPSILON, 1 - EPSILON)
-            per = -(t * np.log(q)).sum(-1)
-            dpred = -t / x + t.sum(-1, keepdims=True) / s
-            dlabels = -(1 - alpha) * np.log(q)
-        else:
-            lab = np.asarray(inputs.labels)
-            keep = lab != IGNORE
-            safe = np.where(keep, lab, 0)
-            onehot = np.eye(num)[safe]
-            c = np.clip(x, EPSILON, 1 - EPSILON)  # Keras TF: clip, then renormalise
-            per = -np.log((c * onehot).sum(-1)) + np.log(c.sum(-1))
-            dpred = -onehot / x + 1.0 / c.sum(-1, keepdims=True)
     else:
-        class_w = None
         y = np.asarray(inputs.labels, np.float64)
-        t = (1 - alpha) * y + alpha / 2
-        if loss == "sigmoid_cross_entropy":
-            pw = 1.0 if inputs.pos_weight is None else inputs.f64(inputs.pos_weight)
-            per = pw * t * _softplus(-x) + (1 - t) * _softplus(x)
-            dpred = -pw * t * _sigmoid(-x) + (1 - t) * _sigmoid(x)
-            dlabels = (1 - alpha) * (pw * _softplus(-x) - _softplus(x))
-        else:
-            q = np.clip(x, EPSILON, 1 - EPSILON)
-            per = -(t * np.log(q) + (1 - t) * np.log1p(-q))
-            dpred = -t / x + (1 - t) / (1 - x)
-            dlabels = -(1 - alpha) * (np.log(q) - np.log1p(-q))
-    # multiplier of each element in the scalar
-    coef = np.ones(per.shape)
-    if inputs.weights is not None:
-        coef = coef * inputs.f64(inputs.weights)
-    if keep is not None:
-        coef = coef * keep
-    den_w = coef if class_w is None else coef * class_w
-    if case.reduction == "mean":
-        den = den_w.sum()
-        coef = coef / den if den else coef * 0.0
-    value = per * coef
-    value = value.sum() if case.reduction != "none" else value
-    cexp = coef[..., None] if softmax_family else coef
-    grads["predictions"] = dpred * cexp
-    if dlabels is not None:
-        grads["labels"] = dlabels * cexp
+    if loss == "softmax_cross_entropy":
+        terms = _reference.dense_terms(x, y, alpha=alpha)
+    elif loss == "sparse_softmax_cross_entropy":
+        cw = None if inputs.class_weights is None else inputs.f64(inputs.class_weights)
+        terms = _reference.sparse_terms(x, inputs.labels, alpha=alpha, class_weights=cw, ignore_index=IGNORE)
+    elif loss == "categorical_cross_entropy":
+        terms = _reference.categorical_terms(x, y, alpha=alpha, **bounds)
+    elif loss == "sparse_categorical_cross_entropy":
+        terms = _reference.sparse_categorical_terms(x, inputs.labels, ignore_index=IGNORE, **bounds)
+    elif loss == "sigmoid_cross_entropy":
+        pw = None if inputs.pos_weight is None else inputs.f64(inputs.pos_weight)
+        terms = _reference.sigmoid_terms(x, y, alpha=alpha, pos_weight=pw)
+    else:
+        terms = _reference.binary_terms(x, y, alpha=alpha, **bounds)
+    weights = None if inputs.weights is None else inputs.f64(inputs.weights)
+    value, grads = _reference.reduced(terms, case.reduction, weights)
     if softmax_family:
         grads = {k: np.moveaxis(v, -1, axis) for k, v in grads.items()}
-    return Reference(np.asarray(value, dtype=np.float64), grads)
+    return Reference(value, grads)
 
 
 # ------------------------------------------------------------ native anchors

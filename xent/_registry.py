@@ -38,19 +38,19 @@ def _numpy() -> Backend:
 
 
 def _torch() -> Backend:
-    from xent.backends.torch_backend import BACKEND
+    from xent.backends.torch import BACKEND
 
     return BACKEND
 
 
 def _tensorflow() -> Backend:
-    from xent.backends.tensorflow_backend import TensorflowBackend
+    from xent.backends.tensorflow import TensorflowBackend
 
     return TensorflowBackend()
 
 
 def _jax() -> Backend:
-    from xent.backends.jax_backend import JaxBackend
+    from xent.backends.jax import JaxBackend
 
     return JaxBackend()
 
@@ -153,7 +153,7 @@ def backend_for(x: Any) -> Backend | None:
     """
     kind = type(x)
     if kind.__module__[:5] == "torch":
-        torch_backend = _backends.torch_backend.BACKEND
+        torch_backend = _backends.torch.BACKEND
         if torch_backend.is_array(x):
             return torch_backend
     backend = _type_cache.get(kind)

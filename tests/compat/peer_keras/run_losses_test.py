@@ -2,7 +2,7 @@
 run against xent.compat.keras: run in a fresh process (KERAS_BACKEND set by the
 caller), writes one JSON record per test method.
 
-    KERAS_BACKEND=tensorflow python tests/peer_keras/run_losses_test.py OUT.json
+    KERAS_BACKEND=tensorflow python tests/compat/peer_keras/run_losses_test.py OUT.json
 
 The name ``losses`` in Keras' test module (``from keras.src.losses import
 losses``) is replaced by a namespace holding the dialect's classes and

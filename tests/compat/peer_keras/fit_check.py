@@ -1,7 +1,7 @@
 """Run in a fresh process per Keras backend (KERAS_BACKEND set by the caller):
 xent.compat.keras' losses in ``fit``/``save``/``load_model`` against Keras' own.
 
-    KERAS_BACKEND=jax python tests/peer_keras/fit_check.py OUTDIR
+    KERAS_BACKEND=jax python tests/compat/peer_keras/fit_check.py OUTDIR
 
 Every check compares with Keras' own losses on the same model from the same
 weights (never xent with itself); an assertion error exits non-zero. A tiny

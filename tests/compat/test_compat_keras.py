@@ -1,7 +1,7 @@
 """xent.compat.keras as real Keras 3 losses, against Keras' own and a float64 formula.
 
 * Per Keras backend (tensorflow, jax, torch), one fresh process
-  (``tests/peer_keras/fit_check.py``): ``fit`` with Keras' loss and with the
+  (``tests/compat/peer_keras/fit_check.py``): ``fit`` with Keras' loss and with the
   dialect's from the same weights (equal history and weights; also a sequence
   model with an unknown time dimension, ignored labels and (N, T) weights),
   ``model.save`` / ``keras.models.load_model``, ``XentLoss``, ``mixed_bfloat16``.
@@ -26,7 +26,7 @@ import pytest
 from xent.compat import keras as kd
 from xent.testing import installed
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HAS_KERAS = importlib.util.find_spec("keras") is not None
 
 
@@ -43,7 +43,7 @@ def test_fit_save_load_mixed_precision(backend, tmp_path):
         pytest.skip("keras is not installed")
     if not installed(backend):
         pytest.skip(f"{backend} is not installed")
-    proc = _subprocess([str(ROOT / "tests" / "peer_keras" / "fit_check.py"), str(tmp_path)],
+    proc = _subprocess([str(ROOT / "tests" / "compat" / "peer_keras" / "fit_check.py"), str(tmp_path)],
                        {"KERAS_BACKEND": backend})
     assert proc.returncode == 0 and f"ALL OK {backend}" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-8000:]
     if backend == "tensorflow":

@@ -83,9 +83,9 @@ def test_jax_dense_forward_mode_and_second_order(monkeypatch, masked):
     # mode, reverse mode and the Hessian against float64 formulas, with and
     # without a zero label under a -inf logit (which takes the cond's branch).
     jax = pytest.importorskip("jax")
-    from xent.backends import jax_backend
+    from xent.backends.jax import traced as jax_traced
 
-    monkeypatch.setattr(jax_backend, "_SOFT_NLL_MIN", 0)  # (it starts at 2^20 logits)
+    monkeypatch.setattr(jax_traced, "SOFT_NLL_MIN", 0)  # (it starts at 2^20 logits)
     z, y = Z.astype(np.float64), SOFT.astype(np.float64)
     finite_z = z.copy()
     if masked:
@@ -117,7 +117,7 @@ def test_jax_dense_forward_mode_and_second_order(monkeypatch, masked):
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("axis", [-1, 0])
 def test_tf_dense_traced_form_derivatives(monkeypatch, masked, axis, window):
-    # TF's traced dense loss on large logits (tensorflow_backend._soft_nll):
+    # TF's traced dense loss on large logits (tensorflow/traced.py, soft_nll):
     # the unguarded form, a tf.cond to the guarded formula when a row is NaN,
     # derivatives written out. Reverse mode and a Hessian-vector product
     # against float64 formulas, with and without a masked -inf logit. With
@@ -125,11 +125,11 @@ def test_tf_dense_traced_form_derivatives(monkeypatch, masked, axis, window):
     # classes are two windows and a short one, 6 are three), whose derivative
     # is written out too; otherwise (5-6 classes) tf.reduce_*.
     tf = pytest.importorskip("tensorflow")
-    from xent.backends import tensorflow_backend
+    from xent.backends.tensorflow import traced as tensorflow_traced
 
-    monkeypatch.setattr(tensorflow_backend, "_SOFT_NLL_MIN", 0)  # (it starts at 2^20 logits)
+    monkeypatch.setattr(tensorflow_traced, "SOFT_NLL_MIN", 0)  # (it starts at 2^20 logits)
     if window is not None:
-        monkeypatch.setattr(tensorflow_backend, "_WINDOW", window)
+        monkeypatch.setattr(tensorflow_traced, "WINDOW", window)
     z, y = Z.astype(np.float64), SOFT.astype(np.float64)
     if axis == 0:
         z, y = z.T.copy(), y.T.copy()
@@ -222,8 +222,8 @@ def test_half_inputs_under_xla(monkeypatch, fw, loss, masked):
     # their conditional (Backend.held_branch): values and logits gradients
     # under jax.jit / tf.function(jit_compile=True) against float64, with the
     # guarded branch taken (masked) and not.
-    backend = pytest.importorskip(f"xent.backends.{fw}_backend")
-    monkeypatch.setattr(backend, "_SOFT_NLL_MIN", 0)  # (it starts at 2^20 logits)
+    traced = pytest.importorskip(f"xent.backends.{fw}.traced")
+    monkeypatch.setattr(traced, "SOFT_NLL_MIN", 0)  # (it starts at 2^20 logits)
     z, y, fn, want, want_grad = _half_case(loss, masked)
     dtypes, (out, grad) = _half_sum_and_grad(fw, fn, z, y)
     assert dtypes == ("bfloat16", "bfloat16")
@@ -235,7 +235,7 @@ def test_half_inputs_under_xla(monkeypatch, fw, loss, masked):
 @pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_tf_sigmoid_traced_form_second_order(dtype, jit_compile):
-    # TF's traced sigmoid sum (tensorflow_backend._reduced_binary_nll) takes
+    # TF's traced sigmoid sum (tensorflow/traced.py) takes
     # σ(z) in its gradient from the forward's exp(-|z|): the second
     # derivative σ(z)·(1 - σ(z)) against float64, at z = 0 too (where |z| has
     # no derivative: through tf.abs it came out 0, not 1/4).
@@ -273,7 +273,7 @@ def test_tf_dense_under_xla_writes_no_float32_copy():
     # XLA's CPU backend writes out the (upcast) input of each plain reduction:
     # as tf.reduce_* the dense loss's four reductions wrote four float32
     # copies of the logits' size (1.47x tf.nn's forward+backward at 4096x32000
-    # bf16). As variadic reduces over windows (tensorflow_backend._sums) the
+    # bf16). As variadic reduces over windows (tensorflow/traced.py, _sums) the
     # forward writes none, and forward+backward only the shared exp(z - m).
     tf = pytest.importorskip("tensorflow")
     spec = tf.TensorSpec((4096, 32000), tf.bfloat16)
@@ -290,19 +290,19 @@ def test_tf_dense_under_xla_writes_no_float32_copy():
 
 
 def test_tf_dense_under_xla_sums_in_windows(monkeypatch):
-    # The variadic reduces of tensorflow_backend._sums add one value at a
+    # The variadic reduces of tensorflow/traced.py's _sums add one value at a
     # time: over whole rows of 32000 classes a float32 row's loss was up to
     # 135 ulp off. In windows of 32, then tf.reduce_sum, each row is within
     # 3 ulp of float64 (measured: 1.5 and 2.2; tf.nn's op 2.2 and 3.9, the
     # plain tf.reduce_* form 2.3 and 10), on the last axis and on axis 0 with
     # 31999 classes (the last window short).
     tf = pytest.importorskip("tensorflow")
-    from xent.backends import tensorflow_backend
+    from xent.backends.tensorflow import traced as tensorflow_traced
 
-    if tensorflow_backend._xla is None:
+    if tensorflow_traced._xla is None:
         pytest.skip("this TF has no tf2xla variadic reduce (xent uses tf.reduce_*)")
 
-    monkeypatch.setattr(tensorflow_backend, "_SOFT_NLL_MIN", 0)
+    monkeypatch.setattr(tensorflow_traced, "SOFT_NLL_MIN", 0)
     local = np.random.default_rng(3)
     for axis, (n, c) in ((-1, (48, 32000)), (0, (31999, 16))):
         z = (local.normal(size=(n, c)) * 3).astype(np.float32)

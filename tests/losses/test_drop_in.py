@@ -313,7 +313,7 @@ def _dialect_calls():  # type: ignore[no-untyped-def]
 def test_dialects_under_tf_function_with_none_batch(name, jit):  # type: ignore[no-untyped-def]
     """Each dialect on TF tensors with a None batch dimension (a Keras step's
     short last batch), with and without XLA, equals the same dialect run
-    eagerly on NumPy, which tests/test_compat.py compares with the framework."""
+    eagerly on NumPy, which tests/compat/test_compat.py compares with the framework."""
     tf = _need("tensorflow").tf
     call = _dialect_calls()[name]
     z = rng.normal(size=(7, 4)).astype(np.float32)

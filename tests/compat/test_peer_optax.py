@@ -4,7 +4,7 @@ optax ships its tests inside the package (``optax/losses/_classification_test.py
 ``optax/losses/_smoothing_test.py``). They call the losses as
 ``_classification.<name>`` / ``_smoothing.smooth_labels``; here those module
 globals are replaced by the dialect's functions and every test method runs as a
-pytest parameter (``tests/peer_suites/bridge.py``). Tests of losses that are not
+pytest parameter (``tests/compat/peer_suites/bridge.py``). Tests of losses that are not
 cross-entropies (hinge, sparsemax, KL, CTC, focal) are skipped with the reason;
 a case that trips over a deliberate difference of the dialect is a strict
 ``xfail`` naming it (and ``docs/porting.md`` lists it).
@@ -17,7 +17,7 @@ import unittest
 import numpy as np
 import pytest
 
-from tests.peer_suites.bridge import cases, namespace, require_backend, run_case
+from tests.compat.peer_suites.bridge import cases, namespace, require_backend, run_case
 from xent.compat import optax as od
 
 require_backend("jax")  # optax's tests and the reference values run on JAX

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from xent._linear import Plan, chunk_dlogits, chunk_loss
 
-from ._base import Array, Backend
+from .._base import Array, Backend
 
 
 def _logits(h: Array, W: Array, b: Array | None, compute: Any) -> Array:

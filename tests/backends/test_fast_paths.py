@@ -37,7 +37,7 @@ def test_torch_fused_matches_reference(dtype, reduction):
     be = xent.get_backend("torch")
     z = torch.from_numpy(Z).to(getattr(torch, dtype))
     y = torch.from_numpy(Y)
-    out = be.fused_sparse(z, y, -1, reduction, None)
+    out = be.fused_sparse(z, y, **dict(axis=-1, reduction=reduction, ignore_index=None))
     assert out is not None and out.dtype == z.dtype
     zr = z.double().numpy()
     assert_close(out, ref.sparse(zr, Y, reduction=reduction), num_classes=7,
@@ -75,15 +75,15 @@ def test_torch_fused_envelope():
     torch = _torch()
     be = xent.get_backend("torch")
     z, y = torch.from_numpy(Z), torch.from_numpy(Y)
-    assert be.fused_sparse(z, y, 1, "mean", None) is not None
-    assert be.fused_sparse(z, y, -1, "sum", -100) is not None
+    assert be.fused_sparse(z, y, **dict(axis=1, reduction="mean", ignore_index=None)) is not None
+    assert be.fused_sparse(z, y, **dict(axis=-1, reduction="sum", ignore_index=-100)) is not None
     # Outside the envelope the general path runs:
-    assert be.fused_sparse(z, y, -1, "mean", 3) is None  # all-ignored mean is 0, not NaN
-    assert be.fused_sparse(z[:0], y[:0], -1, "mean", None) is None  # empty mean
-    assert be.fused_sparse(z, y.int(), -1, "none", None) is None  # not int64
-    assert be.fused_sparse(z, y, 0, "none", None) is None  # class axis first
-    assert be.fused_sparse(z, y, True, "none", None) is None  # a bool is not an axis
-    assert be.fused_sparse(z, y, -1, "average", None) is None  # unknown reduction
+    assert be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=3)) is None  # all-ignored mean is 0, not NaN
+    assert be.fused_sparse(z[:0], y[:0], **dict(axis=-1, reduction="mean", ignore_index=None)) is None  # empty mean
+    assert be.fused_sparse(z, y.int(), **dict(axis=-1, reduction="none", ignore_index=None)) is None  # not int64
+    assert be.fused_sparse(z, y, **dict(axis=0, reduction="none", ignore_index=None)) is None  # class axis first
+    assert be.fused_sparse(z, y, **dict(axis=True, reduction="none", ignore_index=None)) is None  # a bool is not an axis
+    assert be.fused_sparse(z, y, **dict(axis=-1, reduction="average", ignore_index=None)) is None  # unknown reduction
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -139,20 +139,20 @@ def test_torch_all_ignored_mean_is_zero_with_zero_gradient():
 def chunked(monkeypatch):
     """The chunked torch sparse path for test-sized logits (it starts at 2^23)."""
     _torch()
-    from xent.backends import torch_backend
+    from xent.backends.torch import fused
 
-    monkeypatch.setattr(torch_backend, "_CHUNKED_MIN", 1 << 16)
+    monkeypatch.setattr(fused, "CHUNKED_MIN", 1 << 16)
 
 
 def _counted(monkeypatch, name, chunk=None):  # type: ignore[no-untyped-def]
-    """The list that each call of ``torch_linear.<name>`` (still run) appends to;
+    """The list that each call of ``chunked.<name>`` (still run) appends to;
     with ``chunk``, the kernels' chunks are that many values."""
-    from xent.backends import torch_linear
+    from xent.backends.torch import chunked
 
     if chunk:
-        monkeypatch.setattr(torch_linear, "_CHUNK_ELEMENTS", chunk)
-    calls, kernel = [], getattr(torch_linear, name)
-    monkeypatch.setattr(torch_linear, name, lambda *a: calls.append(1) or kernel(*a))
+        monkeypatch.setattr(chunked, "CHUNK_ELEMENTS", chunk)
+    calls, kernel = [], getattr(chunked, name)
+    monkeypatch.setattr(chunked, name, lambda *a: calls.append(1) or kernel(*a))
     return calls
 
 
@@ -161,7 +161,7 @@ def _counted(monkeypatch, name, chunk=None):  # type: ignore[no-untyped-def]
                                                ("mean", -100)])
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32", "float64"])
 def test_torch_large_sparse_is_chunked(monkeypatch, chunked, dtype, reduction, ignore, chunk_rows):
-    # Large logits take the chunked path (torch_linear._ChunkedSparseNLL), half
+    # Large logits take the chunked path (chunked._ChunkedSparseNLL), half
     # types in float32: values rounded once, gradients against float64.
     torch = _torch()
     # (with a chunk size: several chunks, the last one short)
@@ -239,7 +239,7 @@ def test_torch_large_sparse_second_order_and_forward_mode(chunked):
                                z, create_graph=True)
     (hv,) = torch.autograd.grad((g * torch.from_numpy(v)).sum(), z)
     assert_close(g, ref.sparse_grad(zr, y), num_classes=256)
-    assert_close(hv, _hvp_rows(np.exp(ref.log_softmax(zr, axis=-1)), v), num_classes=256)
+    assert_close(hv, _hvp_rows(np.exp(ref.log_softmax(zr)), v), num_classes=256)
     with fwAD.dual_level():
         out = xent.sparse_softmax_cross_entropy(fwAD.make_dual(torch.from_numpy(zr), torch.from_numpy(v)),
                                                 torch.from_numpy(y), reduction="sum")
@@ -251,7 +251,7 @@ def test_torch_large_sparse_second_order_and_forward_mode(chunked):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32", "float64"])
 def test_torch_large_dense_is_chunked(monkeypatch, chunked, dtype, reduction, chunk_rows):
-    # Large dense losses take the chunked kernel (torch_linear._ChunkedDenseNLL),
+    # Large dense losses take the chunked kernel (chunked._ChunkedDenseNLL),
     # half types in float32: values rounded once, the logits' and the labels'
     # gradients against float64, for labels that do not sum to 1 (the true
     # gradient is Σy·softmax - y).
@@ -310,7 +310,7 @@ def test_torch_large_dense_limits_second_order_and_forward_mode(monkeypatch, chu
     gz, gy = torch.autograd.grad(xent.softmax_cross_entropy(z, y, reduction="sum"), (z, y), create_graph=True)
     hz, hy = torch.autograd.grad((gz * torch.from_numpy(v)).sum(), (z, y))
     assert len(calls) == 2
-    p = np.exp(ref.log_softmax(zr, axis=-1))
+    p = np.exp(ref.log_softmax(zr))
     assert_close(gz, ref.dense_grads(zr, yr)[0], num_classes=256)
     assert_close(gy, ref.dense_grads(zr, yr)[1], num_classes=256)
     assert_close(hz, _hvp_rows(p, v, yr.sum(-1, keepdims=True)), num_classes=256)
@@ -327,7 +327,7 @@ def test_torch_large_dense_limits_second_order_and_forward_mode(monkeypatch, chu
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32", "float64"])
 def test_torch_large_sigmoid_is_chunked(monkeypatch, chunked, dtype, reduction, chunk):
-    # Large sigmoid losses take the chunked kernel (torch_linear._ChunkedBinaryNLL),
+    # Large sigmoid losses take the chunked kernel (chunked._ChunkedBinaryNLL),
     # half types in float32: values (infinite logits that their labels agree
     # with: 0) and both gradients against float64.
     torch = _torch()
@@ -400,10 +400,10 @@ def test_torch_fused_dense_and_sigmoid_match_reference(dtype, reduction):
     z, soft, binary = (torch.from_numpy(a).to(t) for a in (Z, SOFT, BIN))
     zr, sr, br = (a.double().numpy() for a in (z, soft, binary))
     reduced = 1 if reduction == "none" else 24
-    dense = be.fused_dense(z, soft, -1, reduction)
+    dense = be.fused_dense(z, soft, **dict(axis=-1, reduction=reduction))
     assert dense is not None and dense.dtype == t
     assert_close(dense, ref.dense(zr, sr, reduction=reduction), num_classes=7, reduced=reduced)
-    sig = be.fused_sigmoid(z, binary, reduction)
+    sig = be.fused_sigmoid(z, binary, **dict(reduction=reduction))
     assert sig is not None and sig.dtype == t
     assert_close(sig, ref.sigmoid(zr, br, reduction=reduction), reduced=reduced * 7)
 
@@ -412,13 +412,13 @@ def test_torch_fused_dense_and_sigmoid_envelope():
     torch = _torch()
     be = xent.get_backend("torch")
     z, soft = torch.from_numpy(Z), torch.from_numpy(SOFT)
-    assert be.fused_dense(z, soft, 1, "mean") is not None
+    assert be.fused_dense(z, soft, **dict(axis=1, reduction="mean")) is not None
     # torch's kernel gives NaN for a zero label under a -inf logit; xent's loss
     # is finite there, so that result is declined and the general path runs:
     z_inf, y0 = z.clone(), soft.clone()
     z_inf[0, 2], y0[0, 2] = -np.inf, 0.0
     for reduction in REDUCTIONS:
-        assert be.fused_dense(z_inf, y0, -1, reduction) is None
+        assert be.fused_dense(z_inf, y0, **dict(axis=-1, reduction=reduction)) is None
     assert np.isfinite(xent.softmax_cross_entropy(z_inf, y0, reduction="sum").item())
     for args in [(z, soft.double(), -1, "none"),  # labels of another dtype
                  (z, soft[:, :3], -1, "none"),  # shape mismatch: the general path raises
@@ -426,17 +426,17 @@ def test_torch_fused_dense_and_sigmoid_envelope():
                  (z[:0], soft[:0], -1, "mean"),  # empty mean is 0, torch's NaN
                  (z[:, :0], soft[:, :0], -1, "none"),  # no classes: the general path raises
                  (z, soft, -1, "average")]:
-        assert be.fused_dense(*args) is None, args[2:]
-    assert be.fused_sigmoid(z, soft, "mean") is not None
+        assert be.fused_dense(*args[:2], **dict(axis=args[2], reduction=args[3])) is None, args[2:]
+    assert be.fused_sigmoid(z, soft, **dict(reduction="mean")) is not None
     for args in [(z, soft.double(), "none"), (z, soft[:3], "none"), (z[:0], soft[:0], "mean"),
                  (z, soft.numpy(), "none")]:
-        assert be.fused_sigmoid(*args) is None
+        assert be.fused_sigmoid(*args[:2], **dict(reduction=args[2])) is None
     with pytest.raises(ValueError, match="labels must have the same shape"):
         xent.softmax_cross_entropy(z, soft[:, :3])
 
 
 # The sigmoid loss on torch is one autograd node with closed-form derivatives
-# (backends/torch_backend.py, _BinaryNLL), in three variants: eager, under
+# (backends/torch/binary.py, BinaryNLL), in three variants: eager, under
 # torch.compile, under torch.func transforms.
 def _sigmoid_inputs(torch, shape=(5, 7)):
     r = np.random.default_rng(3)
@@ -496,9 +496,9 @@ def test_torch_small_sigmoid_without_autodiff(dtype, reduction):
 def test_torch_small_sigmoid_under_a_device_context(monkeypatch):
     # (its cached constant is made on the CPU, not on a torch.device context's device)
     torch = _torch()
-    from xent.backends import torch_backend
+    from xent.backends.torch import fused
 
-    monkeypatch.setattr(torch_backend, "_ONES", {})
+    monkeypatch.setattr(fused, "_ONES", {})
     z, y, _ = _sigmoid_inputs(torch)
     with torch.device("meta"), torch.no_grad():
         out = xent.sigmoid_cross_entropy(torch.tensor(z, device="cpu"), torch.tensor(y, device="cpu"), reduction="sum")
@@ -566,7 +566,7 @@ def test_tensorflow_fused_matches_reference(dtype, reduction):
     tf = _tf()
     be = xent.get_backend("tensorflow")
     z = tf.cast(tf.constant(Z), dtype)
-    out = be.fused_sparse(z, tf.constant(Y), -1, reduction, None)
+    out = be.fused_sparse(z, tf.constant(Y), **dict(axis=-1, reduction=reduction, ignore_index=None))
     assert out is not None and out.dtype == z.dtype
     zr = tf.cast(z, tf.float64).numpy()
     assert_close(out, ref.sparse(zr, Y, reduction=reduction), num_classes=7,
@@ -576,10 +576,10 @@ def test_tensorflow_fused_matches_reference(dtype, reduction):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_tensorflow_fused_is_one_graph_function_per_rank(dtype):
     # The eager fused op runs as one graph function for every shape of a rank
-    # (tensorflow_backend._sparse_graph), traced once: values and logits
+    # (tensorflow/fused.py, _sparse_graph), traced once: values and logits
     # gradients for batches of several sizes and a rank-3 one.
     tf = _tf()
-    from xent.backends import tensorflow_backend as tb
+    from xent.backends.tensorflow import fused as tb
 
     be = xent.get_backend("tensorflow")
     tb._sparse_graph.cache_clear()
@@ -588,13 +588,13 @@ def test_tensorflow_fused_is_one_graph_function_per_rank(dtype):
         z = tf.cast(tf.constant(zs), dtype)
         with tf.GradientTape() as tape:
             tape.watch(z)
-            out = be.fused_sparse(z, tf.constant(ys), -1, "sum", None)
+            out = be.fused_sparse(z, tf.constant(ys), **dict(axis=-1, reduction="sum", ignore_index=None))
         assert out is not None and out.dtype == z.dtype
         zr = tf.cast(z, tf.float64).numpy()
         assert_close(out, ref.sparse(zr, ys, reduction="sum"), num_classes=7, reduced=ys.size)
         assert_close(tape.gradient(out, z), ref.sparse_grad(zr, ys, reduction="sum"), num_classes=7)
         if dtype == "bfloat16":  # computed in float32 and rounded once (tf.nn's bf16 kernel rounds inside)
-            got = be.fused_sparse(z, tf.constant(ys), -1, "none", None)
+            got = be.fused_sparse(z, tf.constant(ys), **dict(axis=-1, reduction="none", ignore_index=None))
             assert _bf16_ulps(tf.cast(got, tf.float64).numpy(), ref.sparse(zr, ys)) <= 0.5 + 1e-9
     assert tb._sparse_graph.cache_info().misses == (4 if dtype == "bfloat16" else 2)  # per rank and reduction
 
@@ -603,12 +603,12 @@ def test_tensorflow_fused_envelope_and_errors():
     tf = _tf()
     be = xent.get_backend("tensorflow")
     z, y = tf.constant(Z), tf.constant(Y)
-    assert be.fused_sparse(z, y, -1, "mean", 0) is None  # ignore_index: general path
-    assert be.fused_sparse(z, Y, -1, "mean", None) is None  # host labels: general path
+    assert be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=0)) is None  # ignore_index: general path
+    assert be.fused_sparse(z, Y, **dict(axis=-1, reduction="mean", ignore_index=None)) is None  # host labels: general path
 
     @tf.function
     def traced(z, y):
-        return be.fused_sparse(z, y, -1, "mean", None)
+        return be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=None))
 
     assert traced(z, y) is None  # out-of-range labels must give NaN under tf.function
     bad = tf.constant(np.where(np.arange(24) == 5, 9, Y))
@@ -619,18 +619,32 @@ def test_tensorflow_fused_envelope_and_errors():
 
 
 # An eager TF call whose signature comes back runs as one cached XLA program
-# of the loss (tensorflow_backend.compiled), once its op-by-op calls have taken
+# of the loss (tensorflow/compile_cache.py), once its op-by-op calls have taken
 # _COMPILE_AFTER_S: 0 here, so from its second call on.
+@pytest.fixture
+def _tf_fused():  # type: ignore[no-untyped-def]
+    from xent.backends.tensorflow import fused
+
+    return fused
+
+
+def _tf_fused():  # type: ignore[no-untyped-def]
+    """The TF backend's fused rung (its size thresholds, its graph functions)."""
+    from xent.backends.tensorflow import fused
+
+    return fused
+
+
 @pytest.fixture
 def tf_functions(monkeypatch):
     """The TF backend module with a fresh cache of compiled losses, which
     compiles a signature at its second call."""
     _tf()
-    from xent.backends import tensorflow_backend as tb
+    from xent.backends.tensorflow import compile_cache as tb
 
     for name in ("_functions", "_programs", "_eager_s"):
         monkeypatch.setattr(tb, name, {})
-    monkeypatch.setattr(tb, "_COMPILE_AFTER_S", 0.0)
+    monkeypatch.setattr(tb, "COMPILE_AFTER_S", 0.0)
     return tb
 
 
@@ -714,7 +728,7 @@ def test_tensorflow_compiles_a_signature_once_its_eager_calls_cost_a_compile(tf_
     tf = _tf()
     ticks = iter(np.arange(0.0, 100.0, 0.3))
     monkeypatch.setattr(tf_functions, "_clock", lambda: next(ticks))
-    monkeypatch.setattr(tf_functions, "_COMPILE_AFTER_S", 0.5)  # two calls' worth (0.3 s each)
+    monkeypatch.setattr(tf_functions, "COMPILE_AFTER_S", 0.5)  # two calls' worth (0.3 s each)
     fn = xent.sigmoid_cross_entropy
     z, y = tf.constant(Z), tf.constant(BIN)
     want = ref.sigmoid(Z, BIN, reduction="mean")
@@ -752,7 +766,7 @@ def test_tensorflow_compiled_shapes_are_traced_once_each(tf_functions, monkeypat
 
 def test_tensorflow_compiled_programs_are_capped(tf_functions, monkeypatch):
     tf = _tf()
-    monkeypatch.setattr(tf_functions, "_MAX_PROGRAMS", 2)
+    monkeypatch.setattr(tf_functions, "MAX_PROGRAMS", 2)
     _sigmoid_sums_thrice(tf, (5, 6, 7))
     assert sorted(key[2][0][0][0] for key in tf_functions._programs) == [5, 6]  # the third: op by op
 
@@ -761,14 +775,14 @@ def test_tensorflow_labels_are_checked_on_the_host_once_per_call(tf_functions, m
     # The front end's host check of class ids runs only before a compiled
     # program (which cannot read them); an op-by-op call checks them itself.
     tf = _tf()
-    from xent import _frontend
+    from xent import _dispatch
 
-    monkeypatch.setattr(tf_functions, "_COMPILE_MIN", 1)  # (the fused eager op below 2^15 logits)
+    monkeypatch.setattr(_tf_fused(), "COMPILE_MIN", 1)  # (the fused eager op below 2^15 logits)
     checks = []
-    real = _frontend._ids_valid_or_unseen
-    monkeypatch.setattr(_frontend, "_ids_valid_or_unseen", lambda *a: checks.append(1) or real(*a))
+    real = _dispatch._ids_valid_or_unseen
+    monkeypatch.setattr(_dispatch, "_ids_valid_or_unseen", lambda *a: checks.append(1) or real(*a))
     z, y = tf.constant(Z), tf.constant(Y)
-    fused = tf_functions._sparse_graph.cache_info
+    fused = _tf_fused()._sparse_graph.cache_info
 
     def fused_calls() -> int:
         return fused().hits + fused().misses
@@ -804,14 +818,14 @@ def test_tensorflow_compiled_calls_second_order_and_variables(tf_functions):
 
 def test_tensorflow_large_sparse_leaves_the_fused_op_for_the_compiled_call(tf_functions, monkeypatch):
     tf = _tf()
-    monkeypatch.setattr(tf_functions, "_COMPILE_MIN", Z.size)
+    monkeypatch.setattr(_tf_fused(), "COMPILE_MIN", Z.size)
     be = xent.get_backend("tensorflow")
     z, y = tf.constant(Z), tf.constant(Y)
-    assert be.fused_sparse(z, y, -1, "mean", None) is None
-    assert be.fused_sparse(z[:-1], y[:-1], -1, "mean", None) is not None
+    assert be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=None)) is None
+    assert be.fused_sparse(z[:-1], y[:-1], **dict(axis=-1, reduction="mean", ignore_index=None)) is not None
     with tf.GradientTape() as tape:  # under a tape the fused op (its kernel's own gradient)
         tape.watch(z)
-        fused = be.fused_sparse(z, y, -1, "mean", None)
+        fused = be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=None))
     assert fused is not None
     assert_close(tape.gradient(fused, z), ref.sparse_grad(Z, Y, reduction="mean"), num_classes=7)
     for _ in range(2):
@@ -824,25 +838,25 @@ def test_tensorflow_large_sparse_leaves_the_fused_op_for_the_compiled_call(tf_fu
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_tensorflow_large_dense_under_a_tape_is_the_fused_op(tf_functions, monkeypatch, dtype, reduction):
     # Eagerly under a gradient tape, large float32/64 dense losses are tf.nn's
-    # fused op (tensorflow_backend.fused_dense). Its logits gradient is
+    # fused op (tensorflow/fused.py). Its logits gradient is
     # softmax - y: taken only where every row of labels sums to 1, and no
     # row's loss is NaN. Values, both gradients and a Hessian-vector product
     # against float64 formulas; the cases it must decline.
     tf = _tf()
-    monkeypatch.setattr(tf_functions, "_DENSE_FUSED_MIN", Z.size)  # (it starts at 2^23 logits)
+    monkeypatch.setattr(_tf_fused(), "DENSE_FUSED_MIN", Z.size)  # (it starts at 2^23 logits)
     be = xent.get_backend("tensorflow")
     soft = np.abs(Z.astype(np.float64)) / np.abs(Z.astype(np.float64)).sum(-1, keepdims=True)
     z, y = tf.constant(Z.astype(dtype)), tf.constant(soft.astype(dtype))
     zr, yr = z.numpy().astype(np.float64), y.numpy().astype(np.float64)
     reduced = 1 if reduction == "none" else Z.size
-    assert be.fused_dense(z, y, -1, reduction) is None  # no tape: the compiled call is faster
+    assert be.fused_dense(z, y, **dict(axis=-1, reduction=reduction)) is None  # no tape: the compiled call is faster
     v = rng.normal(size=Z.shape)
     with tf.GradientTape() as outer:
         outer.watch(z)
         with tf.GradientTape() as tape:
             tape.watch([z, y])
-            assert be.fused_dense(z[:-1], y[:-1], -1, reduction) is None  # (below the size)
-            fused = be.fused_dense(z, y, -1, reduction)
+            assert be.fused_dense(z[:-1], y[:-1], **dict(axis=-1, reduction=reduction)) is None  # (below the size)
+            fused = be.fused_dense(z, y, **dict(axis=-1, reduction=reduction))
             assert fused is not None and fused.dtype == z.dtype
             out = xent.softmax_cross_entropy(z, y, reduction=reduction)
         dz, dy = tape.gradient(out, [z, y])
@@ -853,7 +867,7 @@ def test_tensorflow_large_dense_under_a_tape_is_the_fused_op(tf_functions, monke
     gz, gy = ref.dense_grads(zr, yr)
     assert_close(dz, gz * scale, num_classes=7)
     assert_close(dy, gy * scale, num_classes=7)
-    p = np.exp(ref.log_softmax(zr, axis=-1))
+    p = np.exp(ref.log_softmax(zr))
     assert_close(hv, scale * (p * v - p * (p * v).sum(-1, keepdims=True)), num_classes=7)
 
     # declined: labels that do not sum to 1 (xent's gradient is Σy·softmax - y),
@@ -867,15 +881,15 @@ def test_tensorflow_large_dense_under_a_tape_is_the_fused_op(tf_functions, monke
         a, b = tf.constant(logits.astype(dtype)), tf.constant(labels.astype(dtype))
         with tf.GradientTape() as tape:
             tape.watch([a, b])
-            assert be.fused_dense(a, b, -1, reduction) is None
+            assert be.fused_dense(a, b, **dict(axis=-1, reduction=reduction)) is None
             out = xent.softmax_cross_entropy(a, b, reduction=reduction)
         labels = b.numpy().astype(np.float64)
         assert_close(out, ref.dense(want_z, labels, reduction=reduction), num_classes=7, reduced=reduced)
         assert_close(tape.gradient(out, a), ref.dense_grads(want_z, labels)[0] * scale, num_classes=7)
     with tf.GradientTape() as tape:
         tape.watch(z)
-        assert be.fused_dense(tf.transpose(z), tf.transpose(y), 0, reduction) is None
-        assert be.fused_dense(tf.cast(z, tf.bfloat16), tf.cast(y, tf.bfloat16), -1, reduction) is None
+        assert be.fused_dense(tf.transpose(z), tf.transpose(y), **dict(axis=0, reduction=reduction)) is None
+        assert be.fused_dense(tf.cast(z, tf.bfloat16), tf.cast(y, tf.bfloat16), **dict(axis=-1, reduction=reduction)) is None
 
 
 @pytest.mark.parametrize("jit", [False, True])
@@ -940,13 +954,13 @@ def test_jax_eager_calls_run_as_one_compiled_program(loss, second, options):
     jax = _jax()
     import jax.numpy as jnp
 
-    from xent.backends import jax_backend
+    from xent.backends.jax import compile_cache
 
     soft = np.abs(Z) / np.abs(Z).sum(-1, keepdims=True)
     second = soft if second is None else second
     fn = getattr(xent, loss)
     out = fn(jnp.asarray(Z), jnp.asarray(second), **options)
-    assert any(key[0] is fn for key in jax_backend._jitted)  # the compiled route was taken
+    assert any(key[0] is fn for key in compile_cache._jitted)  # the compiled route was taken
     if loss == "sparse_softmax_cross_entropy":
         want = ref.sparse(Z, Y, ignore_index=2, reduction="mean")
     elif loss == "softmax_cross_entropy":
@@ -982,10 +996,10 @@ def test_torch_chunked_sigmoid_kernel_allocates_on_the_inputs_device(total):
     run on ``meta`` tensors (no data; a CPU buffer cannot take a copy of one),
     forward and backward stay there."""
     torch = _torch()
-    from xent.backends import torch_backend, torch_linear
+    from xent.backends.torch import binary, chunked
 
     z = torch.empty(3000, device="meta", requires_grad=True)
     y = torch.empty(3000, device="meta", requires_grad=True)
-    out = torch_linear.chunked_binary_nll(z, y, torch_backend._BinaryNLL.value, total)
+    out = chunked.chunked_binary_nll(z, y, binary.BinaryNLL.value, total)
     out.sum().backward()
     assert out.device.type == z.grad.device.type == y.grad.device.type == "meta"

@@ -2,7 +2,7 @@
 
 The installed Keras ships them: ``keras/src/losses/losses_test.py``. For each
 Keras backend (a fresh process each: Keras picks its backend at import),
-``tests/peer_keras/run_losses_test.py`` imports that module, replaces the name
+``tests/compat/peer_keras/run_losses_test.py`` imports that module, replaces the name
 ``losses`` it tests with the dialect's classes and functions, runs every test
 method of its ``*Crossentropy*`` classes with unittest (honouring Keras'
 ``skipif`` marks), and writes each outcome; here each method is one case.
@@ -31,7 +31,7 @@ import pytest
 
 from xent.testing import installed
 
-from tests.peer_keras.run_losses_test import PATTERN
+from tests.compat.peer_keras.run_losses_test import PATTERN
 
 RUNNER = Path(__file__).parent / "peer_keras" / "run_losses_test.py"
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -82,7 +82,7 @@ def _run(backend: str, tmp_dir: Path) -> dict[str, dict[str, dict[str, str]]]:
         out = tmp_dir / f"keras-peer-{backend}.json"
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
         proc = subprocess.run([sys.executable, str(RUNNER), str(out)], env=env, capture_output=True,
-                              text=True, timeout=900, cwd=Path(__file__).parents[1])
+                              text=True, timeout=900, cwd=Path(__file__).parents[2])
         assert proc.returncode == 0 and out.exists(), proc.stdout[-3000:] + proc.stderr[-6000:]
         _results[backend] = json.loads(out.read_text())
     return _results[backend]

@@ -8,7 +8,7 @@ They call the ops as ``nn_ops.<name>``; here that module global is replaced by
 the dialect's functions (tf.nn's v1 ``softmax_cross_entropy_with_logits``, which
 takes ``dim`` and stops the gradient into the labels, is mapped onto the
 dialect the same way) and each test method runs as a pytest parameter
-(``tests/peer_suites/bridge.py``). A case that trips over a deliberate
+(``tests/compat/peer_suites/bridge.py``). A case that trips over a deliberate
 difference of the dialect is a strict ``xfail`` naming it (``docs/porting.md``
 lists each).
 """
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.peer_suites.bridge import cases, namespace, require_backend, run_case
+from tests.compat.peer_suites.bridge import cases, namespace, require_backend, run_case
 from xent.compat import tensorflow as tfd
 
 require_backend("tensorflow")

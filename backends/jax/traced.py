@@ -1,0 +1,133 @@
+"""JAX: the forms of the dense and sigmoid losses that XLA's CPU backend
+fuses, with their derivatives written out (``jax.custom_jvp``)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
+
+from .._base import Array, Backend
+
+#: from this many logits on, the dense loss is computed by `soft_nll`.
+SOFT_NLL_MIN = 1 << 20
+
+
+def _apart(*xs: Array) -> Any:
+    """``xs`` unchanged, as values XLA will not merge with other uses of them:
+    each use of ``z - m`` then stays inside its own fused loop instead of
+    being shared, which XLA does by writing it out, logits-sized."""
+    return jax.lax.optimization_barrier(xs)
+
+
+def _soft_nll_parts(z: Array, y: Array, axis: int, be: Backend, narrow: str | None) -> tuple[Array, Array, Array]:
+    """The dense loss's rows as ``Σ y·(lse - s)`` with ``s = z - m`` (optax's
+    form, which XLA fuses into one pass over the logits), and ``m``, ``Σ e^s``.
+
+    Unguarded, a zero label under a ``-inf`` logit gives ``0·inf = NaN``, so
+    where any row is NaN the shared guarded formula (``Backend.soft_nll``) computes
+    them all instead, under ``lax.cond`` (one branch runs, its operands held
+    ``narrow``: ``Backend.held_branch``): a NaN input or a
+    ``-inf`` logit costs that formula's speed, never its answer. (The guard's
+    select in the common case, or a clamp with an ``inf`` flag, keeps XLA from
+    fusing: a logits-sized temporary, and far slower than optax's loss.)
+    """
+    m = be.row_max(z, axis, narrow)
+    total = jnp.sum(jnp.exp(z - m), axis, keepdims=True)
+    zs, ms = _apart(z, m)
+    rows = jnp.sum(y * (jnp.log(total) - (zs - ms)), axis)
+    guarded = be.held_branch(narrow, lambda a, b: Backend.soft_nll(be, a, b, axis, narrow), z, y)
+    rows = jax.lax.cond(jnp.isnan(rows).any(), guarded, lambda: rows)
+    return rows, m, total
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def soft_nll(z: Array, y: Array, axis: int, be: Backend, narrow: str | None) -> Array:
+    """``Backend.soft_nll`` for JAX on the CPU: the same values and derivatives,
+    fused by XLA.
+
+    The derivatives are written out (``lax.cond`` under ``jax.grad`` keeps
+    both branches' residuals, which is much slower) and are the guarded formula's:
+    ``∂/∂z = Σy·softmax(z) - y`` (0 at a ``-inf`` logit), and
+    ``∂/∂y = lse - s``, with ``s`` taken as 0 where it is infinite under a
+    zero label. Forward mode, reverse mode (by transposition) and higher orders.
+    """
+    return _soft_nll_parts(z, y, axis, be, narrow)[0]
+
+
+@functools.partial(soft_nll.defjvp, symbolic_zeros=True)
+def _soft_nll_jvp(
+    axis: int, be: Backend, narrow: str | None, primals: tuple[Array, Array], tangents: tuple[Any, Any]
+) -> Any:
+    z, y = primals
+    dz, dy = tangents
+    rows, m, total = _soft_nll_parts(z, y, axis, be, narrow)
+    out = jnp.zeros_like(rows)
+    if _given(dz):
+        zs, ms = _apart(z, m)
+        out = out + jnp.sum((jnp.sum(y, axis, keepdims=True) * (jnp.exp(zs - ms) / total) - y) * dz, axis)
+    if _given(dy):
+        zs, ms = _apart(z, m)
+        out = out + jnp.sum((jnp.log(total) - be.unweighted_inf_as_zero(y, zs - ms)) * dy, axis)
+    return rows, out
+
+
+def _given(tangent: Any) -> bool:
+    """Whether a custom_jvp tangent (symbolic zeros on) carries a value."""
+    return tangent is not None and not isinstance(tangent, SymbolicZero)
+
+
+def _binary_parts(z: Array) -> tuple[Array, Array, Array]:
+    """``softplus(-|z|)``, ``relu(-z)``, ``relu(z)``: both softplus terms from one ``exp``."""
+    return jax.nn.softplus(-jnp.abs(z)), jnp.maximum(-z, 0.0), jnp.maximum(z, 0.0)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def binary_nll(z: Array, y: Array, pw: Array | None, be: Backend, narrow: str | None) -> Array:
+    """``Backend.binary_nll`` for JAX on the CPU: the formula without its
+    ``0·inf`` guards (XLA's CPU backend splits its fused loop at each select),
+    which is NaN exactly where a guard was needed or an input is NaN; then,
+    under ``lax.cond``, the guarded formula (``Backend.guarded_binary_nll``)
+    for the whole array (its operands held ``narrow``: ``Backend.held_branch``).
+
+    Derivatives written out (``lax.cond`` under ``jax.grad`` keeps both
+    branches' residuals), equal to the guarded formula's:
+    ``∂/∂z = σ(z)·(q + 1 - y) - q`` with ``q = p·y`` (``σ(z) - y`` without
+    ``pos_weight``), ``∂/∂y = p·softplus(-z) - softplus(z)``,
+    ``∂/∂p = y·softplus(-z)``, where a relu that is infinite under a zero
+    weight counts 0 in the label terms, as ``Backend.weigh`` has it.
+    """
+    a, relu_neg, relu_pos = _binary_parts(z)
+    pos = y if pw is None else y * pw
+    neg = 1.0 - y
+    loss = (a if pw is None else a * (pos + neg)) + pos * relu_neg + neg * relu_pos
+    guarded = be.held_branch(narrow, lambda a, b: be.guarded_binary_nll(a, b, pw), z, y)
+    return jax.lax.cond(jnp.isnan(loss).any(), guarded, lambda: loss)
+
+
+@functools.partial(binary_nll.defjvp, symbolic_zeros=True)
+def _binary_nll_jvp(be: Backend, narrow: str | None, primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
+    z, y, pw = primals
+    dz, dy, dp = tangents
+    loss = binary_nll(z, y, pw, be, narrow)
+    out = jnp.zeros_like(loss)
+    q = y if pw is None else y * pw
+    if _given(dz):
+        s = jax.nn.sigmoid(z)
+        out = out + (s - y if pw is None else s * (q + (1.0 - y)) - q) * dz
+    if not (_given(dy) or _given(dp)):
+        return loss, out
+    # The label terms as the guarded formula differentiates them: a relu that
+    # is infinite under a zero weight counts 0 (``Backend.weigh``).
+    a, relu_neg, relu_pos = _binary_parts(z)
+    relu_neg = be.unweighted_inf_as_zero(q, relu_neg)
+    relu_pos = be.unweighted_inf_as_zero(1.0 - y, relu_pos)
+    if _given(dy):
+        dl = relu_neg - relu_pos if pw is None else a * (pw - 1.0) + pw * relu_neg - relu_pos
+        out = out + dl * dy
+    if _given(dp):
+        out = out + y * (a + relu_neg) * dp
+    return loss, out

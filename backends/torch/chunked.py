@@ -1,0 +1,257 @@
+"""PyTorch: the chunked kernels of the sparse, dense and sigmoid losses on
+large logits: each a ``torch.autograd.Function`` that works through the rows
+in cache-sized chunks, in place in reused buffers (:mod:`.buffers`), instead
+of one native call with logits-sized temporaries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .buffers import Buffers
+
+Array = Any
+
+
+#: values per chunk of the chunked softmax losses (4 MiB of float32: cache-sized).
+CHUNK_ELEMENTS = 1 << 20
+
+
+def _compute_dtype(x: Array) -> torch.dtype:
+    """The dtype the chunked kernels compute ``x`` in: float64 for float64,
+    float32 otherwise (half types upcast)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _chunk_plan(z: Array) -> tuple[torch.dtype, int, Buffers]:
+    """The compute dtype of logits ``z [N, C]``, the rows per chunk and the
+    chunks' reused buffers."""
+    n, c = z.shape
+    compute = _compute_dtype(z)
+    chunk = max(1, CHUNK_ELEMENTS // max(c, 1))
+    return compute, chunk, Buffers(min(chunk, n), c, z.device, True)
+
+
+def _spans(n: int, chunk: int) -> Any:
+    """``(start, stop)`` of each chunk of ``n`` rows."""
+    return ((start, min(start + chunk, n)) for start in range(0, n, chunk))
+
+
+def _per_row(z: Array, compute: torch.dtype, count: int) -> list[Array]:
+    """``count`` empty per-row vectors ``[N]`` of the compute dtype."""
+    return [torch.empty(z.shape[0], dtype=compute, device=z.device) for _ in range(count)]
+
+
+def _chunk_shifted(z: Array, start: int, stop: int, m: Array | None, compute: torch.dtype,
+                   bufs: Buffers) -> tuple[Array, Array]:
+    """``(z[start:stop] - m, m)`` in the compute dtype, in the reused buffer
+    (``m`` the row max ``[rows, 1]``, computed when None); ``z`` is not touched."""
+    buf = bufs.get("z", stop - start, compute)
+    assert buf is not None  # (_chunk_plan's buffers are always enabled)
+    d = buf.copy_(z[start:stop])
+    if m is None:
+        m = d.amax(1, keepdim=True)
+    return d.sub_(m), m
+
+
+def _chunk_of(y: Array, start: int, stop: int, compute: torch.dtype, bufs: Buffers) -> Array:
+    """``y[start:stop]`` in the compute dtype (upcast into a reused buffer)."""
+    rows = y[start:stop]
+    if rows.dtype == compute:
+        return rows
+    buf = bufs.get("y", stop - start, compute)
+    assert buf is not None  # (_chunk_plan's buffers are always enabled)
+    return buf.copy_(rows)
+
+
+class _ChunkedSparseNLL(torch.autograd.Function):
+    """``-log_softmax(z)[y]`` per row for logits ``[N, C]`` on the CPU, chunk
+    by chunk: the same work as the linear loss's chunks without the GEMMs.
+
+    Each chunk of rows is copied (upcast, for half inputs) into one reused
+    compute-dtype buffer that stays in cache, and reduced there:
+    ``log Σ exp(z - m) - (z_y - m)``, the general path's formula; only ``m`` and
+    ``Σ exp`` per row are kept. The backward pass recomputes ``exp(z - m)`` per
+    chunk, forms ``g·(softmax - onehot(y))`` in the compute dtype and rounds it
+    once into the gradient. Peak memory beyond the inputs is that gradient and
+    one chunk; ``F.cross_entropy`` keeps a logits-sized ``log_softmax`` (and,
+    for half inputs upcast first as xent must, a float32 copy too), each a
+    fresh allocation whose page faults cost more than a pass over it.
+    Rows whose ``keep`` is False (``ignore_index``) get loss 0 and gradient 0;
+    ``y`` must be in ``[0, C)`` everywhere, which the caller makes sure of.
+    A backward pass that is itself recorded (``create_graph=True``) is the
+    same formula in differentiable whole-array ops.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Array, y: Array, keep: Array | None) -> Array:  # type: ignore[override]
+        compute, chunk, bufs = _chunk_plan(z)
+        loss, m_all, sumexp_all = _per_row(z, compute, 3)
+        for start, stop in _spans(z.shape[0], chunk):
+            d, m = _chunk_shifted(z, start, stop, None, compute, bufs)
+            picked = d.gather(1, y[start:stop, None])[:, 0]
+            sumexp = d.exp_().sum(1)
+            torch.sub(sumexp.log(), picked, out=loss[start:stop])
+            m_all[start:stop], sumexp_all[start:stop] = m[:, 0], sumexp
+        if keep is not None:
+            loss = loss.masked_fill_(~keep, 0.0)
+        ctx.save_for_backward(z, y, keep, m_all, sumexp_all)
+        ctx.chunk = chunk
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, go: Array) -> tuple[Array | None, ...]:  # type: ignore[override]
+        z, y, keep, m_all, sumexp_all = ctx.saved_tensors
+        if keep is not None:
+            go = torch.where(keep, go, 0.0)
+        go = go.to(m_all.dtype)
+        if torch.is_grad_enabled():  # a recorded backward (second order)
+            g = torch.softmax(z.to(go.dtype), 1) * go[:, None]
+            return g.scatter_add(1, y[:, None], -go[:, None]).to(z.dtype), None, None
+        _, _, bufs = _chunk_plan(z)
+        dz = torch.empty_like(z)
+        for start, stop in _spans(z.shape[0], ctx.chunk):
+            d, _ = _chunk_shifted(z, start, stop, m_all[start:stop, None], m_all.dtype, bufs)
+            gc = go[start:stop]
+            g = d.exp_().mul_((gc / sumexp_all[start:stop])[:, None])  # g·softmax
+            g.scatter_add_(1, y[start:stop, None], -gc[:, None])
+            dz[start:stop].copy_(g)
+        return dz, None, None
+
+
+def chunked_sparse_nll(z: Array, y: Array, keep: Array | None) -> Array:
+    """Per-row loss (compute dtype) of ``z [N, C]`` and in-range int64 ``y [N]``
+    (rows where ``keep`` is False: 0); see :class:`_ChunkedSparseNLL`."""
+    return _ChunkedSparseNLL.apply(z, y, keep)
+
+
+class _ChunkedDenseNLL(torch.autograd.Function):
+    """``-Σ_c y_c · log_softmax(z)_c`` per row for logits and labels ``[N, C]``
+    on the CPU, chunk by chunk as :class:`_ChunkedSparseNLL`: the general
+    path's ``log Σ exp(z - m) · Σ y - Σ y · (z - m)`` on cache-sized chunks,
+    half inputs upcast chunk by chunk, each result rounded once. Its ``0·-inf``
+    (a zero label under a ``-inf`` logit, 0 in xent) is NaN here, as is every
+    NaN input: the caller sends a NaN result to the general path.
+
+    Gradients: ``g·((Σ y)·softmax - y)`` for the logits (the true gradient, not
+    tf.nn's ``softmax - y``) and ``g·(log Σ exp(z - m) - (z - m))`` for the
+    labels, each formed per chunk in the compute dtype; a recorded backward
+    (``create_graph=True``) is the same in differentiable whole-array ops.
+    Peak memory beyond the inputs is one chunk (and the gradients); torch's
+    ``F.cross_entropy`` keeps a logits-sized ``log_softmax`` and a product.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Array, y: Array) -> Array:  # type: ignore[override]
+        compute, chunk, bufs = _chunk_plan(z)
+        loss, m_all, lse_all, ysum_all = _per_row(z, compute, 4)
+        for start, stop in _spans(z.shape[0], chunk):
+            d, m = _chunk_shifted(z, start, stop, None, compute, bufs)
+            yc = _chunk_of(y, start, stop, compute, bufs)
+            picked = torch.linalg.vecdot(yc, d, dim=1)
+            ysum = yc.sum(1)
+            lse = d.exp_().sum(1).log_()
+            torch.sub(lse * ysum, picked, out=loss[start:stop])
+            m_all[start:stop], lse_all[start:stop], ysum_all[start:stop] = m[:, 0], lse, ysum
+        ctx.save_for_backward(z, y, m_all, lse_all, ysum_all)
+        ctx.chunk = chunk
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, go: Array) -> tuple[Array | None, ...]:  # type: ignore[override]
+        z, y, m_all, lse_all, ysum_all = ctx.saved_tensors
+        want_z, want_y = ctx.needs_input_grad
+        go = go.to(m_all.dtype)
+        if torch.is_grad_enabled():  # a recorded backward (second order)
+            zc, yc, g = z.to(go.dtype), y.to(go.dtype), go[:, None]
+            log_s = torch.logsumexp(zc, 1, keepdim=True)
+            dz = (g * (torch.exp(zc - log_s) * yc.sum(1, keepdim=True) - yc)).to(z.dtype) if want_z else None
+            return dz, (g * (log_s - zc)).to(y.dtype) if want_y else None
+        compute, _, bufs = _chunk_plan(z)
+        dz = torch.empty_like(z) if want_z else None
+        dy = torch.empty_like(y) if want_y else None
+        for start, stop in _spans(z.shape[0], ctx.chunk):
+            d, _ = _chunk_shifted(z, start, stop, m_all[start:stop, None], compute, bufs)
+            gc = go[start:stop, None]
+            if dy is not None:  # g·(lse - (z - m)), before d is overwritten
+                diff = torch.sub(lse_all[start:stop, None], d, out=bufs.get("t", stop - start, compute))
+                dy[start:stop].copy_(diff.mul_(gc))
+            if dz is not None:  # g·(Σy·exp(z - m - lse) - y)
+                scale = gc * ysum_all[start:stop, None]
+                d.sub_(lse_all[start:stop, None]).exp_().mul_(scale)
+                dz[start:stop].copy_(d.addcmul_(_chunk_of(y, start, stop, compute, bufs), gc, value=-1))
+        return dz, dy
+
+
+def chunked_dense_nll(z: Array, y: Array) -> Array:
+    """Per-row loss (compute dtype) of ``z [N, C]`` and real labels ``y [N, C]``
+    of its dtype; see :class:`_ChunkedDenseNLL`."""
+    return _ChunkedDenseNLL.apply(z, y)
+
+
+class _ChunkedBinaryNLL(torch.autograd.Function):
+    """The sigmoid loss of contiguous logits and labels of one dtype, chunk by
+    chunk of their flat values on the CPU, reduced (``"sum"``: a scalar) or
+    not (``"none"``): each chunk upcast (half types) into cache-sized float32,
+    its values the general path's node's (``binary.BinaryNLL.value``,
+    guards included), rounded once into the result, or summed per chunk.
+    The backward pass forms ``g·(σ(z) - y)`` and ``-g·z`` per chunk (the
+    node's derivatives), a recorded one (``create_graph=True``) the same in
+    differentiable whole-array ops. Peak memory beyond the inputs: one chunk's
+    buffers (and the gradients), where the node's passes each hold a float32
+    array of the inputs' size, and a half input's upcast copies two more.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Array, y: Array, value: Any, total: bool) -> Array:  # type: ignore[override]
+        flat_z, flat_y = z.reshape(-1), y.reshape(-1)
+        n = flat_z.numel()
+        compute = _compute_dtype(z)
+        sums = torch.empty(-(-n // CHUNK_ELEMENTS), dtype=compute, device=z.device) if total else None
+        out = None if total else torch.empty_like(flat_z)
+        for i, (start, stop) in enumerate(_spans(n, CHUNK_ELEMENTS)):
+            loss = value(flat_z[start:stop].to(compute), flat_y[start:stop].to(compute), None)
+            if sums is not None:
+                sums[i] = loss.sum()
+            else:
+                assert out is not None  # (allocated above exactly when sums is not)
+                out[start:stop].copy_(loss)
+        ctx.save_for_backward(z, y)
+        ctx.total = total
+        if sums is not None:
+            return sums.sum()
+        assert out is not None
+        return out.view(z.shape)
+
+    @staticmethod
+    def backward(ctx: Any, go: Array) -> tuple[Array | None, ...]:  # type: ignore[override]
+        z, y = ctx.saved_tensors
+        want_z, want_y = ctx.needs_input_grad[:2]
+        compute = _compute_dtype(z)
+        if torch.is_grad_enabled():  # a recorded backward (second order)
+            zc, g = z.to(compute), go.to(compute)
+            dz = ((torch.sigmoid(zc) - y.to(compute)) * g).to(z.dtype) if want_z else None
+            return dz, (-zc * g).to(y.dtype) if want_y else None, None, None
+        flat_z, flat_y = z.reshape(-1), y.reshape(-1)
+        flat_g = None if ctx.total else go.reshape(-1)
+        g = go.to(compute) if ctx.total else None
+        dz = torch.empty_like(flat_z) if want_z else None
+        dy = torch.empty_like(flat_y) if want_y else None
+        buf = torch.empty(min(flat_z.numel(), CHUNK_ELEMENTS), dtype=compute, device=z.device)  # (never z itself)
+        for start, stop in _spans(flat_z.numel(), CHUNK_ELEMENTS):
+            zc = buf[: stop - start].copy_(flat_z[start:stop])
+            gc = g if flat_g is None else flat_g[start:stop].to(compute)
+            assert gc is not None  # (g is set exactly when flat_g is None)
+            if dy is not None:
+                dy[start:stop].copy_(torch.mul(zc, gc).neg_())
+            if dz is not None:
+                dz[start:stop].copy_(zc.sigmoid_().sub_(flat_y[start:stop]).mul_(gc))
+        return (None if dz is None else dz.view(z.shape), None if dy is None else dy.view(y.shape), None, None)
+
+
+def chunked_binary_nll(z: Array, y: Array, value: Any, total: bool) -> Array:
+    """The sigmoid loss of ``z`` and ``y`` (contiguous, one dtype, same shape):
+    their sum (compute dtype) when ``total``, else elementwise in their dtype;
+    ``value`` is the node's formula. See :class:`_ChunkedBinaryNLL`."""
+    return _ChunkedBinaryNLL.apply(z, y, value, total)

@@ -1,0 +1,232 @@
+"""PyTorch: the fused rung of the dispatch ladder (``Backend.fused_sparse``,
+``fused_dense``, ``fused_sigmoid``): a whole plain loss in one native call,
+eagerly on the CPU, inside the envelope where torch's kernel gives exactly
+xent's semantics; large logits take the chunked kernels (:mod:`.chunked`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .._base import Backend, labels_valid
+from .binary import SUM_CHECK_MIN, BinaryNLL
+from .tensors import HALF, autocast, down, forward_mode, recorded, up
+
+Array = Any
+
+#: F.cross_entropy always ignores some label value; without an ignore_index the
+#: fast path gives it this one (not -2**63, for which torch's argument parser
+#: is slower), after one read shows that no label equals it: a label that
+#: did would be ignored silently instead of rejected.
+_NO_IGNORE = -(2**62)
+_FUSED_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.bfloat16))
+#: above this many logits, the sparse fast path works in cache-sized chunks
+#: instead of one F.cross_entropy call: F.cross_entropy's logits-sized float32
+#: temporaries then exceed glibc's largest mmap threshold (32 MiB), so each call
+#: maps and page-faults fresh memory, which costs more than the chunks' extra
+#: passes; below it those buffers are reused and the single call is faster.
+CHUNKED_MIN = 1 << 23
+#: torch's reduction enum (torch.nn._reduction.get_enum), as its C++ losses take it.
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+_REDUCTION_NAMES = ("none", "mean", "sum")
+_ATEN_CROSS_ENTROPY = getattr(torch._C._nn, "cross_entropy_loss", None)
+# (bound once: each attribute lookup is a measurable part of a small call)
+_is_compiling = torch.compiler.is_compiling
+_functorch_active = torch._C._are_functorch_transforms_active
+_mode_active = torch._C._is_torch_function_mode_enabled
+_Tensor = torch.Tensor
+_ONES: dict[tuple[torch.dtype, torch.device], Array] = {}  # (_small_binary_nll)
+_INT64 = torch.int64
+
+
+def _fusable(logits: Array, reduction: str, axis: int | None = None) -> int | None:
+    """torch's enum of ``reduction`` inside the envelope shared by the fast
+    paths, else None: a plain CPU tensor of a floating dtype, eagerly, a known
+    reduction (a mean over at least one entry) and, for the softmax losses,
+    the class axis where torch's kernels want it (dim 1). (Each check here is
+    a measurable part of a small call: cheapest first, each attribute read once.)"""
+    enum = _REDUCTIONS.get(reduction)
+    if type(logits) is not _Tensor or enum is None:
+        return None
+    dtype = logits.dtype
+    if dtype not in _FUSED_DTYPES or not logits.is_cpu:
+        return None
+    if axis is not None:
+        shape = logits.shape
+        ndim = len(shape)
+        if type(axis) is not int or ndim < 2 or not shape[1] or not (axis == 1 or (axis == -1 and ndim == 2)):
+            return None
+        if enum == 1 and not (shape[0] if ndim == 2 else logits.numel()):
+            return None
+    elif enum == 1 and not logits.numel():
+        return None
+    if dtype in HALF and autocast(logits):
+        return None  # (the general path returns float32 there, as torch.autocast does)
+    return None if _is_compiling() or _functorch_active() else enum
+
+
+def _cross_entropy(x: Array, target: Array, enum: int, ignore_index: int = -100) -> Array:
+    """``F.cross_entropy(x, target, ignore_index=..., reduction=...)`` (``enum``:
+    torch's, from :func:`_fusable`), called without its Python wrapper (its
+    argument handling is a sizeable part of a small call) where no
+    TorchFunctionMode must see the call (the fast paths take plain tensors
+    only, so no subclass's ``__torch_function__`` is skipped)."""
+    if _ATEN_CROSS_ENTROPY is None or _mode_active():
+        return F.cross_entropy(x, target, None, None, ignore_index, None, _REDUCTION_NAMES[enum])
+    return _ATEN_CROSS_ENTROPY(x, target, None, enum, ignore_index, 0.0)
+
+
+def _like(labels: Any, logits: Array) -> bool:
+    """Real-valued labels the fast paths take as they are: a plain tensor of
+    the logits' dtype and shape (anything else goes through the front end)."""
+    return type(labels) is torch.Tensor and labels.dtype == logits.dtype and labels.shape == logits.shape
+
+
+def _large(logits: Array) -> bool:
+    """Whether a loss takes its chunked kernel (chunked.py): more than
+    ``CHUNKED_MIN`` logits, outside forward mode."""
+    return logits.numel() > CHUNKED_MIN and not forward_mode()
+
+
+def _chunked(logits: Array) -> bool:
+    """Whether a softmax loss takes its chunked kernel: large ``[N, C]`` logits."""
+    return _large(logits) and logits.ndim == 2
+
+
+def _flat_pair(logits: Array, labels: Array) -> bool:
+    """Whether both are contiguous CPU tensors (the sigmoid kernel's flat chunks)."""
+    return logits.is_contiguous() and labels.is_contiguous() and labels.is_cpu
+
+
+def _reduce(loss: Array, reduction: str, count: int) -> Array:
+    """A chunked kernel's ``loss`` (per row, or already summed) reduced: the
+    mean is over ``count`` entries (0 when there are none)."""
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.sum() / max(count, 1)
+
+
+def _small_binary_nll(z: Array, y: Array, reduction: str) -> Array | None:
+    """``binary_nll(z, y)`` without ``pos_weight``, reduced, for small inputs
+    that no autodiff records: ``|z|·(y where z < 0 or z = -0, else 1 - y) - log σ(|z|)``,
+    seven ops where the node (BinaryNLL) takes eleven and an autograd.Function
+    call (in a small call, each op's dispatch costs more than its arithmetic).
+    The same terms as the node's, so as exact, but without its ``0·inf`` guard:
+    ``None`` where the result is NaN (an infinite logit, or NaN input), and the
+    caller runs the node."""
+    a = z.abs()
+    key = (z.dtype, z.device)
+    one = _ONES.get(key)
+    if one is None:  # (a 0-d tensor: a Python scalar operand is wrapped afresh on every op)
+        one = _ONES[key] = torch.ones((), dtype=z.dtype, device=z.device)  # (not a torch.device context's)
+    loss = torch.where(torch.signbit(z), y, one - y).mul_(a).sub_(F.logsigmoid(a))
+    if reduction != "none":
+        loss = loss.sum() if reduction == "sum" else loss.mean()
+    return None if _nan_in(loss, reduction) else loss
+
+
+def _nan_in(loss: Array, reduction: str) -> bool:
+    """Whether a fast path's result has a NaN, in one read: the value itself, or
+    for ``"none"`` its sum (an ``inf - inf`` that only the sum makes, under
+    labels of both signs, costs the general path, nothing else). Read detached:
+    ``float()`` of a tensor that requires grad warns."""
+    check = loss.detach() if loss.requires_grad else loss
+    return math.isnan(float(check if reduction != "none" else check.sum()))
+
+
+def fused_sparse(
+    be: Backend, logits: Array, labels: Array, *, axis: Any, reduction: Any, ignore_index: Any
+) -> Array | None:
+    # F.cross_entropy is the whole loss, reduction included, on the CPU in
+    # eager mode: its kernel raises for an out-of-range label (we then take
+    # the general path, which names the bad labels), so no host check is
+    # needed. Large logits take the chunked kernel instead. Not taken: a
+    # small mean with ignore_index (torch gives NaN when every entry is
+    # ignored, xent 0), accelerators (a device assert, not NaN) and
+    # torch.compile (out-of-range labels must give NaN there).
+    if type(labels) is not _Tensor or labels.dtype is not _INT64:
+        return None
+    enum = _fusable(logits, reduction, axis)
+    if enum is None or (ignore_index is not None and type(ignore_index) is not int):
+        return None
+    if logits.numel() > CHUNKED_MIN and logits.ndim == 2 and not forward_mode():  # (_chunked, inline)
+        if labels.shape != logits.shape[:1] or not labels.is_cpu:
+            return None  # (the general path names the mismatch)
+        return _chunked_sparse(be, logits, labels, reduction, ignore_index)
+    if ignore_index is None:
+        ignore_index = _NO_IGNORE
+    elif enum == 1:  # (a mean)
+        return None
+    dtype = logits.dtype
+    half = dtype in HALF  # (_up and _down, inline)
+    try:
+        # (a label equal to _NO_IGNORE would be ignored silently: the
+        # general path rejects it; min() raises for no labels, which the
+        # general path handles too)
+        if ignore_index is _NO_IGNORE and labels.min().item() == _NO_IGNORE:
+            return None
+        loss = _cross_entropy(logits.float() if half else logits, labels, enum, ignore_index)
+    except (IndexError, OverflowError, RuntimeError, ValueError):
+        return None
+    return loss.to(dtype) if half else loss
+
+def _chunked_sparse(
+    be: Backend, logits: Array, labels: Array, reduction: str, ignore_index: int | None
+) -> Array | None:
+    # Large logits: computed chunk by chunk in cache (chunked.
+    # _ChunkedSparseNLL), half types in float32 rather than upcast whole;
+    # out-of-range labels are found on the host (one reduction) and left
+    # to the general path.
+    from .chunked import chunked_sparse_nll
+
+    if not labels_valid(labels.numpy(), logits.shape[1], ignore_index):
+        return None
+    keep = None if ignore_index is None else labels != ignore_index
+    kept = labels.shape[0] if keep is None else int(keep.sum())
+    if kept == labels.shape[0]:
+        keep = None
+    loss = chunked_sparse_nll(logits, labels if keep is None else labels.masked_fill(~keep, 0), keep)
+    return down(_reduce(loss, reduction, kept), logits.dtype)
+
+def fused_dense(be: Backend, logits: Array, labels: Array, *, axis: Any, reduction: Any) -> Array | None:
+    # F.cross_entropy with probability targets, reduction included (large
+    # logits: the chunked kernel), unless its result has a NaN (a zero
+    # label under a -inf logit, where xent's loss is finite; or NaN inputs,
+    # which the general path gives again).
+    enum = _fusable(logits, reduction, axis) if _like(labels, logits) else None
+    if enum is None:
+        return None
+    if _chunked(logits) and labels.is_cpu:
+        from .chunked import chunked_dense_nll
+
+        loss = _reduce(chunked_dense_nll(logits, labels), reduction, logits.shape[0])
+    else:
+        try:
+            loss = _cross_entropy(up(logits), up(labels), enum)
+        except (RuntimeError, ValueError):
+            return None
+    return None if _nan_in(loss, reduction) else down(loss, logits.dtype)
+
+def fused_sigmoid(be: Backend, logits: Array, labels: Array, *, reduction: Any) -> Array | None:
+    # The general path's own node (BinaryNLL), without the front end; small
+    # inputs that no autodiff records, without the node (_small_binary_nll);
+    # large ones chunk by chunk (chunked._ChunkedBinaryNLL).
+    if not _like(labels, logits) or _fusable(logits, reduction) is None:
+        return None
+    if _large(logits) and _flat_pair(logits, labels):
+        from .chunked import chunked_binary_nll
+
+        loss = chunked_binary_nll(logits, labels, BinaryNLL.value, reduction != "none")
+        return down(_reduce(loss, reduction, logits.numel()), logits.dtype)
+    z, y = up(logits), up(labels)
+    if z.numel() < SUM_CHECK_MIN and not recorded(z, y):
+        loss = _small_binary_nll(z, y, reduction)
+        if loss is not None:
+            return down(loss, logits.dtype)
+    loss = BinaryNLL.apply(z, y, None)
+    if reduction != "none":
+        loss = loss.sum() if reduction == "sum" else loss.mean()
+    return down(loss, logits.dtype)
