@@ -1,0 +1,191 @@
+"""TensorFlow's fused rung: tf.nn's ops where their semantics are exactly xent's,
+and the traced sigmoid form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xent
+from tests import reference as ref
+from tests.backends.shared import REDUCTIONS, Y, Z, bf16_ulps, compiled_in, tf_fused, tf_or_skip
+from xent.testing import assert_close
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_tensorflow_fused_matches_reference(dtype, reduction):
+    tf = tf_or_skip()
+    be = xent.get_backend("tensorflow")
+    z = tf.cast(tf.constant(Z), dtype)
+    out = be.fused_sparse(z, tf.constant(Y), **dict(axis=-1, reduction=reduction, ignore_index=None))
+    assert out is not None and out.dtype == z.dtype
+    zr = tf.cast(z, tf.float64).numpy()
+    assert_close(out, ref.sparse(zr, Y, reduction=reduction), num_classes=7,
+                 reduced=1 if reduction == "none" else 24)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_tensorflow_fused_is_one_graph_function_per_rank(dtype):
+    # The eager fused op runs as one graph function for every shape of a rank
+    # (tensorflow/fused.py, _sparse_graph), traced once: values and logits
+    # gradients for batches of several sizes and a rank-3 one.
+    tf = tf_or_skip()
+    from xent.backends.tensorflow import fused as tb
+
+    be = xent.get_backend("tensorflow")
+    tb._sparse_graph.cache_clear()
+    cases = [(Z[:rows], Y[:rows]) for rows in (24, 9, 2)] + [(Z.reshape(4, 6, 7), Y.reshape(4, 6))]
+    for zs, ys in cases:
+        z = tf.cast(tf.constant(zs), dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            out = be.fused_sparse(z, tf.constant(ys), **dict(axis=-1, reduction="sum", ignore_index=None))
+        assert out is not None and out.dtype == z.dtype
+        zr = tf.cast(z, tf.float64).numpy()
+        assert_close(out, ref.sparse(zr, ys, reduction="sum"), num_classes=7, reduced=ys.size)
+        assert_close(tape.gradient(out, z), ref.sparse_grad(zr, ys, reduction="sum"), num_classes=7)
+        if dtype == "bfloat16":  # computed in float32 and rounded once (tf.nn's bf16 kernel rounds inside)
+            got = be.fused_sparse(z, tf.constant(ys), **dict(axis=-1, reduction="none", ignore_index=None))
+            assert bf16_ulps(tf.cast(got, tf.float64).numpy(), ref.sparse(zr, ys)) <= 0.5 + 1e-9
+    assert tb._sparse_graph.cache_info().misses == (4 if dtype == "bfloat16" else 2)  # per rank and reduction
+
+
+def test_tensorflow_fused_envelope_and_errors():
+    tf = tf_or_skip()
+    be = xent.get_backend("tensorflow")
+    z, y = tf.constant(Z), tf.constant(Y)
+    assert be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=0)) is None  # ignore_index: general path
+    assert be.fused_sparse(z, Y, **dict(axis=-1, reduction="mean", ignore_index=None)) is None  # host labels: general path
+
+    @tf.function
+    def traced(z, y):
+        return be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=None))
+
+    assert traced(z, y) is None  # out-of-range labels must give NaN under tf.function
+    bad = tf.constant(np.where(np.arange(24) == 5, 9, Y))
+    with pytest.raises(ValueError, match="out-of-range label values: 9"):
+        xent.sparse_softmax_cross_entropy(z, bad)
+    with pytest.raises(ValueError, match="labels.shape must be"):
+        xent.sparse_softmax_cross_entropy(z, y[:5])
+
+
+def test_tensorflow_large_sparse_leaves_the_fused_op_for_the_compiled_call(tf_functions, monkeypatch):
+    tf = tf_or_skip()
+    monkeypatch.setattr(tf_fused(), "COMPILE_MIN", Z.size)
+    be = xent.get_backend("tensorflow")
+    z, y = tf.constant(Z), tf.constant(Y)
+    assert be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=None)) is None
+    assert be.fused_sparse(z[:-1], y[:-1], **dict(axis=-1, reduction="mean", ignore_index=None)) is not None
+    with tf.GradientTape() as tape:  # under a tape the fused op (its kernel's own gradient)
+        tape.watch(z)
+        fused = be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=None))
+    assert fused is not None
+    assert_close(tape.gradient(fused, z), ref.sparse_grad(Z, Y, reduction="mean"), num_classes=7)
+    for _ in range(2):
+        out = xent.sparse_softmax_cross_entropy(z, y, reduction="mean")
+    assert compiled_in(tf_functions, xent.sparse_softmax_cross_entropy)
+    assert_close(out, ref.sparse(Z, Y, reduction="mean"), num_classes=7, reduced=24)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tensorflow_large_dense_under_a_tape_is_the_fused_op(tf_functions, monkeypatch, dtype, reduction):
+    # Eagerly under a gradient tape, large float32/64 dense losses are tf.nn's
+    # fused op (tensorflow/fused.py). Its logits gradient is
+    # softmax - y: taken only where every row of labels sums to 1, and no
+    # row's loss is NaN. Values, both gradients and a Hessian-vector product
+    # against float64 formulas; the cases it must decline.
+    tf = tf_or_skip()
+    monkeypatch.setattr(tf_fused(), "DENSE_FUSED_MIN", Z.size)  # (it starts at 2^23 logits)
+    be = xent.get_backend("tensorflow")
+    soft = np.abs(Z.astype(np.float64)) / np.abs(Z.astype(np.float64)).sum(-1, keepdims=True)
+    z, y = tf.constant(Z.astype(dtype)), tf.constant(soft.astype(dtype))
+    zr, yr = z.numpy().astype(np.float64), y.numpy().astype(np.float64)
+    reduced = 1 if reduction == "none" else Z.size
+    assert be.fused_dense(z, y, **dict(axis=-1, reduction=reduction)) is None  # no tape: the compiled call is faster
+    v = np.random.default_rng(8).normal(size=Z.shape)
+    with tf.GradientTape() as outer:
+        outer.watch(z)
+        with tf.GradientTape() as tape:
+            tape.watch([z, y])
+            assert be.fused_dense(z[:-1], y[:-1], **dict(axis=-1, reduction=reduction)) is None  # (below the size)
+            fused = be.fused_dense(z, y, **dict(axis=-1, reduction=reduction))
+            assert fused is not None and fused.dtype == z.dtype
+            out = xent.softmax_cross_entropy(z, y, reduction=reduction)
+        dz, dy = tape.gradient(out, [z, y])
+        along = tf.reduce_sum(dz * v)
+    hv = outer.gradient(along, z)
+    assert_close(out, ref.dense(zr, yr, reduction=reduction), num_classes=7, reduced=reduced)
+    scale = 1 / len(Z) if reduction == "mean" else 1
+    gz, gy = ref.dense_grads(zr, yr)
+    assert_close(dz, gz * scale, num_classes=7)
+    assert_close(dy, gy * scale, num_classes=7)
+    p = np.exp(ref.log_softmax(zr))
+    assert_close(hv, scale * (p * v - p * (p * v).sum(-1, keepdims=True)), num_classes=7)
+
+    # declined: labels that do not sum to 1 (xent's gradient is Σy·softmax - y),
+    # a zero label under a -inf logit (tf.nn's loss is NaN there, xent's finite),
+    # classes on another axis, half types
+    masked_z, masked_y = zr.copy(), yr.copy()
+    masked_z[0, 1], masked_y[0, 1] = -np.inf, 0.0
+    masked_y[0] /= masked_y[0].sum()
+    finite_z = np.where(np.isinf(masked_z), -1e30, masked_z)
+    for logits, labels, want_z in ((zr, 1.5 * yr, zr), (masked_z, masked_y, finite_z)):
+        a, b = tf.constant(logits.astype(dtype)), tf.constant(labels.astype(dtype))
+        with tf.GradientTape() as tape:
+            tape.watch([a, b])
+            assert be.fused_dense(a, b, **dict(axis=-1, reduction=reduction)) is None
+            out = xent.softmax_cross_entropy(a, b, reduction=reduction)
+        labels = b.numpy().astype(np.float64)
+        assert_close(out, ref.dense(want_z, labels, reduction=reduction), num_classes=7, reduced=reduced)
+        assert_close(tape.gradient(out, a), ref.dense_grads(want_z, labels)[0] * scale, num_classes=7)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        assert be.fused_dense(tf.transpose(z), tf.transpose(y), **dict(axis=0, reduction=reduction)) is None
+        assert be.fused_dense(tf.cast(z, tf.bfloat16), tf.cast(y, tf.bfloat16), **dict(axis=-1, reduction=reduction)) is None
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_tensorflow_traced_sigmoid_limits(jit, dtype):
+    # Under tf.function a summed sigmoid loss is _reduced_binary_nll: the
+    # unguarded sum, the guarded formula where it is NaN, and written-out
+    # derivatives that are the guarded formula's.
+    tf = tf_or_skip()
+    z = (np.random.default_rng(5).standard_normal((6, 5)) * 4).astype(np.float32)
+    y = np.random.default_rng(6).random((6, 5)).astype(np.float32)
+    z[0, 0], y[0, 0] = np.inf, 1.0  # agrees: loss 0, both gradients 0
+    z[1, 1], y[1, 1] = -np.inf, 0.0  # agrees
+    z[2, 2], y[2, 2] = -np.inf, 0.25  # disagrees: loss inf
+    z[3, 3] = -0.0
+    zr, yr = (tf.cast(tf.constant(a), tf.float64).numpy() for a in (tf.cast(z, dtype), tf.cast(y, dtype)))
+    finite = np.where(np.isinf(zr), 0.0, zr)
+    agree = np.isinf(zr) & (yr == (zr > 0))
+    want = np.where(agree, 0.0, ref.sigmoid(finite, yr))
+    want[2, 2] = np.inf
+    gz, gy = ref.sigmoid_grads(finite, yr)
+    gz[2, 2] = -0.25
+    gz, gy = np.where(agree, 0.0, gz), np.where(agree, 0.0, gy)
+    gy[2, 2] = np.inf
+
+    @tf.function(jit_compile=jit, autograph=False)
+    def run(z, y):
+        with tf.GradientTape() as tape:
+            tape.watch([z, y])
+            loss = xent.sigmoid_cross_entropy(z, y, reduction="sum")
+        return (loss, *tape.gradient(loss, [z, y]))
+
+    loss, dz, dy = run(tf.cast(tf.constant(z), dtype), tf.cast(tf.constant(y), dtype))
+    assert loss.dtype == dtype and float(loss) == np.inf
+    assert_close(dz, gz)
+    assert_close(dy, gy)
+    z[2, 2] = 3.0  # now finite: the mean, through the same derivatives
+    want[2, 2] = ref.sigmoid(np.array([3.0]), yr[2, 2])[0]
+    loss, dz, dy = tf.function(
+        lambda z, y: xent.sigmoid_cross_entropy(z, y, reduction="mean"), jit_compile=jit, autograph=False
+    )(tf.cast(tf.constant(z), dtype), tf.cast(tf.constant(y), dtype)), None, None
+    assert_close(loss, want.mean(), reduced=want.size)
+    z[4, 4] = np.nan
+    nan = tf.function(lambda z, y: xent.sigmoid_cross_entropy(z, y, reduction="sum"), autograph=False)
+    assert np.isnan(float(nan(tf.cast(tf.constant(z), dtype), tf.cast(tf.constant(y), dtype))))

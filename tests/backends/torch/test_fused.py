@@ -1,0 +1,163 @@
+"""torch's fused rung: one native call where its semantics are exactly xent's:
+values against the float64 reference, xent's own errors, and nothing the
+native kernel does differently (its default ignore_index, its bfloat16
+rounding, NaN for an all-ignored mean) leaking through."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xent
+from tests import reference as ref
+from tests.backends.shared import BIN, REDUCTIONS, SOFT, Y, Z, bf16_ulps, torch_or_skip
+from xent.testing import assert_close
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16", "float16"])
+def test_torch_fused_matches_reference(dtype, reduction):
+    torch = torch_or_skip()
+    be = xent.get_backend("torch")
+    z = torch.from_numpy(Z).to(getattr(torch, dtype))
+    y = torch.from_numpy(Y)
+    out = be.fused_sparse(z, y, **dict(axis=-1, reduction=reduction, ignore_index=None))
+    assert out is not None and out.dtype == z.dtype
+    zr = z.double().numpy()
+    assert_close(out, ref.sparse(zr, Y, reduction=reduction), num_classes=7,
+                 reduced=1 if reduction == "none" else 24)
+
+
+def test_torch_fused_bfloat16_is_rounded_once():
+    # torch's own bfloat16 kernel rounds log_softmax before the gather (several
+    # ulps off for small losses); xent computes in float32 and rounds once.
+    torch = torch_or_skip()
+    z = torch.from_numpy(Z).bfloat16()
+    want = ref.sparse(z.double().numpy(), Y)
+    got = xent.sparse_softmax_cross_entropy(z, torch.from_numpy(Y)).double().numpy()
+    assert bf16_ulps(got, want) <= 0.5 + 1e-9
+
+
+def test_torch_fused_does_not_ignore_torchs_default_ignore_index():
+    torch = torch_or_skip()
+    y = torch.from_numpy(Y).clone()
+    y[3] = -100  # F.cross_entropy's default ignore_index
+    with pytest.raises(ValueError, match=r"out-of-range label values: -100"):
+        xent.sparse_softmax_cross_entropy(torch.from_numpy(Z), y, reduction="mean")
+
+
+@pytest.mark.parametrize("labels, message", [(7, "out-of-range label values: 7"), (-1, "-1")])
+def test_torch_fused_bad_labels_raise_xents_error(labels, message):
+    torch = torch_or_skip()
+    y = torch.from_numpy(Y).clone()
+    y[0] = labels
+    with pytest.raises(ValueError, match=message):
+        xent.sparse_softmax_cross_entropy(torch.from_numpy(Z), y)
+
+
+def test_torch_fused_envelope():
+    torch = torch_or_skip()
+    be = xent.get_backend("torch")
+    z, y = torch.from_numpy(Z), torch.from_numpy(Y)
+    assert be.fused_sparse(z, y, **dict(axis=1, reduction="mean", ignore_index=None)) is not None
+    assert be.fused_sparse(z, y, **dict(axis=-1, reduction="sum", ignore_index=-100)) is not None
+    # Outside the envelope the general path runs:
+    assert be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=3)) is None  # all-ignored mean is 0, not NaN
+    assert be.fused_sparse(z[:0], y[:0], **dict(axis=-1, reduction="mean", ignore_index=None)) is None  # empty mean
+    assert be.fused_sparse(z, y.int(), **dict(axis=-1, reduction="none", ignore_index=None)) is None  # not int64
+    assert be.fused_sparse(z, y, **dict(axis=0, reduction="none", ignore_index=None)) is None  # class axis first
+    assert be.fused_sparse(z, y, **dict(axis=True, reduction="none", ignore_index=None)) is None  # a bool is not an axis
+    assert be.fused_sparse(z, y, **dict(axis=-1, reduction="average", ignore_index=None)) is None  # unknown reduction
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_torch_fast_paths_in_a_training_step_warn_nothing(reduction):
+    # (torch warns when a tensor that requires grad is read as a Python number)
+    torch = torch_or_skip()
+    import warnings
+
+    z = torch.tensor(Z, requires_grad=True)
+    soft, binary, y = torch.from_numpy(SOFT), torch.from_numpy(BIN), torch.from_numpy(Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for loss in (xent.softmax_cross_entropy(z, soft, reduction=reduction),
+                     xent.sparse_softmax_cross_entropy(z, y, reduction=reduction),
+                     xent.sigmoid_cross_entropy(z, binary, reduction=reduction)):
+            loss.sum().backward()
+
+
+def test_torch_fused_calls_are_seen_by_a_torch_function_mode():
+    # The fast paths call torch's C++ loss directly, but not under a
+    # TorchFunctionMode: it sees F.cross_entropy, as from the native call.
+    torch = torch_or_skip()
+    from torch.overrides import TorchFunctionMode
+
+    class Seen(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.funcs = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.funcs.append(func)
+            return func(*args, **(kwargs or {}))
+
+    z, y, soft = torch.from_numpy(Z), torch.from_numpy(Y), torch.from_numpy(np.abs(Z))
+    with Seen() as mode:
+        sparse = xent.sparse_softmax_cross_entropy(z, y, reduction="mean")
+        dense = xent.softmax_cross_entropy(z, soft, reduction="sum")
+    assert mode.funcs.count(torch.nn.functional.cross_entropy) == 2
+    assert_close(sparse, ref.sparse(Z, Y, reduction="mean"), num_classes=7, reduced=24)
+    assert_close(dense, ref.dense(Z, np.abs(Z), reduction="sum"), num_classes=7, reduced=24)
+
+
+def test_torch_all_ignored_mean_is_zero_with_zero_gradient():
+    torch = torch_or_skip()
+    z = torch.from_numpy(Z).requires_grad_(True)
+    y = torch.full((24,), 3)
+    out = xent.sparse_softmax_cross_entropy(z, y, ignore_index=3, reduction="mean")
+    out.backward()
+    assert out.item() == 0.0 and not z.grad.abs().sum().item()
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16", "float16"])
+def test_torch_fused_dense_and_sigmoid_match_reference(dtype, reduction):
+    torch = torch_or_skip()
+    be = xent.get_backend("torch")
+    t = getattr(torch, dtype)
+    z, soft, binary = (torch.from_numpy(a).to(t) for a in (Z, SOFT, BIN))
+    zr, sr, br = (a.double().numpy() for a in (z, soft, binary))
+    reduced = 1 if reduction == "none" else 24
+    dense = be.fused_dense(z, soft, **dict(axis=-1, reduction=reduction))
+    assert dense is not None and dense.dtype == t
+    assert_close(dense, ref.dense(zr, sr, reduction=reduction), num_classes=7, reduced=reduced)
+    sig = be.fused_sigmoid(z, binary, **dict(reduction=reduction))
+    assert sig is not None and sig.dtype == t
+    assert_close(sig, ref.sigmoid(zr, br, reduction=reduction), reduced=reduced * 7)
+
+
+def test_torch_fused_dense_and_sigmoid_envelope():
+    torch = torch_or_skip()
+    be = xent.get_backend("torch")
+    z, soft = torch.from_numpy(Z), torch.from_numpy(SOFT)
+    assert be.fused_dense(z, soft, **dict(axis=1, reduction="mean")) is not None
+    # torch's kernel gives NaN for a zero label under a -inf logit; xent's loss
+    # is finite there, so that result is declined and the general path runs:
+    z_inf, y0 = z.clone(), soft.clone()
+    z_inf[0, 2], y0[0, 2] = -np.inf, 0.0
+    for reduction in REDUCTIONS:
+        assert be.fused_dense(z_inf, y0, **dict(axis=-1, reduction=reduction)) is None
+    assert np.isfinite(xent.softmax_cross_entropy(z_inf, y0, reduction="sum").item())
+    for args in [(z, soft.double(), -1, "none"),  # labels of another dtype
+                 (z, soft[:, :3], -1, "none"),  # shape mismatch: the general path raises
+                 (z, soft, 0, "none"),  # class axis first
+                 (z[:0], soft[:0], -1, "mean"),  # empty mean is 0, torch's NaN
+                 (z[:, :0], soft[:, :0], -1, "none"),  # no classes: the general path raises
+                 (z, soft, -1, "average")]:
+        assert be.fused_dense(*args[:2], **dict(axis=args[2], reduction=args[3])) is None, args[2:]
+    assert be.fused_sigmoid(z, soft, **dict(reduction="mean")) is not None
+    for args in [(z, soft.double(), "none"), (z, soft[:3], "none"), (z[:0], soft[:0], "mean"),
+                 (z, soft.numpy(), "none")]:
+        assert be.fused_sigmoid(*args[:2], **dict(reduction=args[2])) is None
+    with pytest.raises(ValueError, match="labels must have the same shape"):
+        xent.softmax_cross_entropy(z, soft[:, :3])
