@@ -24,6 +24,7 @@ Used by ``xent bench`` (through :func:`add_arguments` and :func:`run`) and by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib.util
 import json
@@ -67,6 +68,8 @@ class Cell:
     dtype: str
     mode: str  # "fwd" or "fwd+bwd"
     compiled: bool
+    #: "cpu" or "gpu": where the inputs are made and the calls run
+    device: str = "cpu"
     anchor: str = ""
     native_ms: float = float("nan")
     xent_ms: float = float("nan")
@@ -188,6 +191,33 @@ def _traced_peak_mb(f: Fn) -> float:
     return max(0.0, (peak - before) / 2**20)
 
 
+def _torch_gpu_peak_mb(f: Fn) -> float | None:
+    """Peak CUDA memory during ``f()`` beyond what was allocated before, in MB
+    (torch's caching allocator's own count)."""
+    import torch
+
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    f()
+    return max(0.0, (torch.cuda.max_memory_allocated() - before) / 2**20)
+
+
+def _tf_gpu_peak_mb(f: Fn) -> float | None:
+    """Peak GPU memory during ``f()`` beyond what was in use before, in MB (TF's
+    allocator's own count)."""
+    import tensorflow as tf
+
+    tf.config.experimental.reset_memory_stats("GPU:0")
+    before = tf.config.experimental.get_memory_info("GPU:0")["current"]
+    f()
+    return max(0.0, (tf.config.experimental.get_memory_info("GPU:0")["peak"] - before) / 2**20)
+
+
+#: a framework allocator's peak on the GPU; JAX's has no reset (its column stays empty)
+_DEVICE_PEAKS: dict[str, Callable[[Fn], float | None]] = {"torch": _torch_gpu_peak_mb, "tensorflow": _tf_gpu_peak_mb}
+
+
 def torch_cpu_peak_bytes(fn: Fn) -> int:
     """The most bytes torch's CPU allocator held at once during ``fn()``, above
     what it held before: the profiler's allocation and free events, summed in
@@ -274,10 +304,13 @@ def _build_torch(cell: Cell, inp: Inputs) -> tuple[Fn, Fn, str]:
     import torch.nn.functional as F
 
     dt = getattr(torch, cell.dtype)
-    z = torch.from_numpy(inp.logits).to(dt)
-    second = torch.from_numpy(_second(inp, cell.loss))
+    device = _torch_device(cell.device)
+    z = torch.from_numpy(inp.logits).to(device=device, dtype=dt)
+    second = torch.from_numpy(_second(inp, cell.loss)).to(device)
     if cell.loss != "sparse":
         second = second.to(dt)
+    # (CUDA calls return before the GPU is done: each timed call waits for it)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if cell.loss == "sigmoid":
         native: Callable[..., Any] = F.binary_cross_entropy_with_logits
         anchor = "F.binary_cross_entropy_with_logits"
@@ -292,7 +325,9 @@ def _build_torch(cell: Cell, inp: Inputs) -> tuple[Fn, Fn, str]:
         def fwd(f: Callable[..., Any]) -> Fn:
             def call() -> Any:
                 with torch.no_grad():
-                    return f(z, second)
+                    out = f(z, second)
+                sync()
+                return out
             return call
         return fwd(mine), fwd(native), anchor
     zg = z.clone().requires_grad_(True)
@@ -301,17 +336,30 @@ def _build_torch(cell: Cell, inp: Inputs) -> tuple[Fn, Fn, str]:
         def call() -> Any:
             zg.grad = None
             f(zg, second).backward()
+            sync()
         return call
     return both(mine), both(native), anchor
+
+
+def _torch_device(device: str) -> Any:
+    import torch
+
+    if device == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("--device gpu: torch sees no CUDA device")
+    return torch.device("cuda")
 
 
 def _build_tensorflow(cell: Cell, inp: Inputs) -> tuple[Fn, Fn, str]:
     import tensorflow as tf
 
-    z = tf.cast(tf.constant(inp.logits), cell.dtype)
-    second = tf.constant(_second(inp, cell.loss))
-    if cell.loss != "sparse":
-        second = tf.cast(second, cell.dtype)
+    placement = _tf_placement(cell.device)
+    with placement:
+        z = tf.cast(tf.constant(inp.logits), cell.dtype)
+        second = tf.constant(_second(inp, cell.loss))
+        if cell.loss != "sparse":
+            second = tf.cast(second, cell.dtype)
     op, anchor = {
         "sparse": (tf.nn.sparse_softmax_cross_entropy_with_logits, "tf.nn.sparse_softmax_cross_entropy_with_logits"),
         "dense": (tf.nn.softmax_cross_entropy_with_logits, "tf.nn.softmax_cross_entropy_with_logits"),
@@ -338,11 +386,27 @@ def _build_tensorflow(cell: Cell, inp: Inputs) -> tuple[Fn, Fn, str]:
 
     def block(f: Callable[..., Any]) -> Fn:
         def call() -> Any:
-            out = f(z, second)
+            with placement:
+                out = f(z, second)
             loss = out if cell.mode == "fwd" else out[0]
-            return loss.numpy()  # TF CPU ops run synchronously; this only reads the scalar
+            # (reading the scalar waits for the device; TF's CPU ops are synchronous)
+            return loss.numpy()
         return call
     return block(fa), block(fb), anchor
+
+
+def _tf_placement(device: str) -> Any:
+    """A context that places TF's ops on ``device``: none where TF places them
+    there anyway (the CPU on a machine without a GPU; the GPU where there is
+    one), since entering a device scope costs time in every small call."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if device == "cpu":
+        return tf.device("/CPU:0") if gpus else contextlib.nullcontext()
+    if not gpus:
+        raise RuntimeError("--device gpu: TensorFlow sees no GPU")
+    return contextlib.nullcontext()
 
 
 def _build_jax(cell: Cell, inp: Inputs) -> tuple[Fn, Fn, str]:
@@ -350,8 +414,9 @@ def _build_jax(cell: Cell, inp: Inputs) -> tuple[Fn, Fn, str]:
     import jax.numpy as jnp
     import optax
 
-    z = jnp.asarray(inp.logits).astype(cell.dtype)
-    second = jnp.asarray(_second(inp, cell.loss))
+    device = _jax_device(cell.device)
+    z = jax.device_put(jnp.asarray(inp.logits), device).astype(cell.dtype)
+    second = jax.device_put(jnp.asarray(_second(inp, cell.loss)), device)
     if cell.loss != "sparse":
         second = second.astype(cell.dtype)
     op, anchor = {
@@ -375,6 +440,15 @@ def _build_jax(cell: Cell, inp: Inputs) -> tuple[Fn, Fn, str]:
     return block(fa), block(fb), anchor
 
 
+def _jax_device(device: str) -> Any:
+    import jax
+
+    try:
+        return jax.devices("cpu" if device == "cpu" else "gpu")[0]
+    except RuntimeError as exc:
+        raise RuntimeError(f"--device {device}: JAX sees no such device ({exc})") from None
+
+
 BUILDERS = {
     "numpy": _build_numpy,
     "torch": _build_torch,
@@ -390,9 +464,10 @@ def plan(args: argparse.Namespace) -> list[Cell]:
         sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]  # type: ignore[misc]
     backends = args.backends or list(BACKENDS)
     losses = args.losses or list(LOSSES)
+    device = getattr(args, "device", "cpu")
     cells = []
     for backend in backends:
-        if importlib.util.find_spec(MODULES[backend]) is None:
+        if importlib.util.find_spec(MODULES[backend]) is None or (backend == "numpy" and device != "cpu"):
             continue
         for n, c in sizes:
             for loss in losses:
@@ -405,7 +480,7 @@ def plan(args: argparse.Namespace) -> list[Cell]:
                         if compiled and args.quick and backend == "torch":
                             continue  # torch.compile takes seconds per graph on a CPU
                         for mode in ("fwd", "fwd+bwd"):
-                            cells.append(Cell(backend, loss, n, c, dtype, mode, compiled))
+                            cells.append(Cell(backend, loss, n, c, dtype, mode, compiled, device))
     return cells
 
 
@@ -428,7 +503,10 @@ def _measure(cell: Cell, inp: Inputs, quick: bool, min_pairs: int | None = None)
     cell.delta_us = r["delta_s"] * 1e6
     cell.pairs, cell.calls_per_sample = int(r["pairs"]), int(r["k"])
     if cell.n * cell.c >= 10**5:
-        peak = _traced_peak_mb if cell.backend == "numpy" else _rss_peak_mb
+        if cell.device != "cpu":
+            peak = _DEVICE_PEAKS.get(cell.backend, lambda f: None)
+        else:
+            peak = _traced_peak_mb if cell.backend == "numpy" else _rss_peak_mb
         cell.native_mem_mb, cell.xent_mem_mb = peak(native_fn), peak(xent_fn)
 
 
@@ -503,6 +581,9 @@ def machine() -> dict[str, Any]:
     for mod in ("torch", "tensorflow", "jax", "optax", "scipy"):
         if mod in sys.modules:
             info[mod] = getattr(sys.modules[mod], "__version__", "?")
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
     return info
 
 
@@ -632,11 +713,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", metavar="N", type=_positive,
                         help=f"at least N interleaved pairs per cell (default: {LARGE_MIN_PAIRS} at "
                              f"10^7 logits and more, {SMALL_MIN_PAIRS} below; more pairs, steadier medians)")
+    parser.add_argument("--device", choices=("cpu", "gpu", "cuda"), default="cpu",
+                        help="where inputs are made and calls run (default cpu; gpu = cuda: torch's "
+                             "first CUDA device, TF's /GPU:0, JAX's first GPU; NumPy is skipped there)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark described by ``args``; print the table; 0 on success."""
+    if getattr(args, "device", "cpu") == "cuda":
+        args.device = "gpu"
+    if args.device == "gpu":
+        # Every framework shares the GPU: none may take most of its memory up front.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     cells = plan(args)
     if not cells:
         print("xent bench: nothing to run (no framework found for the chosen backends)", file=sys.stderr)
@@ -669,7 +759,9 @@ def run(args: argparse.Namespace) -> int:
     print(table(cells))
     print()
     print(summary(cells, extras))
-    print(f"\n{len(cells)} cells in {wall:.0f} s on {info.get('cpu', '?')}, {info.get('cpus')} CPUs")
+    gpu = f", GPU {info['gpu']}" if args.device == "gpu" and "gpu" in info else ""
+    print(f"\n{len(cells)} cells in {wall:.0f} s on {info.get('cpu', '?')}, {info.get('cpus')} CPUs{gpu}, "
+          f"device {args.device}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"machine": info, "wall_s": wall, "extras": extras,

@@ -107,7 +107,9 @@ def fused_dense(be: Backend, logits: Array, labels: Array, *, axis: Any, reducti
     # softmax - y, xent's Σy·softmax - y; within _DENSE_SUM_EPS eps, under
     # the rounding of xent's own formula), and no row's loss is NaN (a zero
     # label under a -inf logit, where xent's loss is finite, or NaN input);
-    # else the call goes on to the compiled call or the general path.
+    # else the call goes on to the compiled call or the general path. Both
+    # checks read the device's values, so only where that is free (the CPU):
+    # on an accelerator each would be a host sync.
     if (
         type(axis) is not int
         or not (isinstance(logits, tf.Tensor) and isinstance(labels, tf.Tensor))
@@ -124,6 +126,7 @@ def fused_dense(be: Backend, logits: Array, labels: Array, *, axis: Any, reducti
         or labels.shape != logits.shape
         or logits.shape.num_elements() < DENSE_FUSED_MIN
         or not _taping()
+        or not be.can_inspect(logits)
     ):
         return None
     tol = _DENSE_SUM_EPS * float(np.finfo(logits.dtype.as_numpy_dtype).eps)

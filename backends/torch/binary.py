@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from . import tensors
 from .tensors import may_overwrite
 
 Array = Any
@@ -58,7 +59,7 @@ class BinaryNLL(torch.autograd.Function):
         # 0·inf can only arise at an infinite logit: where one sum over (many)
         # logits can be read and is finite, the mask is not needed.
         checked = (
-            inplace and z.is_cpu and z.numel() >= SUM_CHECK_MIN and bool(torch.isfinite(z.sum()))
+            inplace and z.numel() >= SUM_CHECK_MIN and tensors.host_readable(z) and bool(torch.isfinite(z.sum()))
         )
         zero = None if checked else c == 0
         if inplace:

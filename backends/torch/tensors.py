@@ -77,3 +77,10 @@ def recorded(*tensors: Array) -> bool:
     """Whether autodiff may record ops on ``tensors``: reverse mode (grad mode on
     and one requires grad) or forward mode."""
     return (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)) or forward_mode()
+
+
+def host_readable(x: Array) -> bool:
+    """Whether reading a value of ``x`` on the host is free of a device sync:
+    a CPU tensor. (The one place the kernels ask; accelerator-mode tests
+    make it say False for CPU tensors.)"""
+    return x.is_cpu

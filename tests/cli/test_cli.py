@@ -180,3 +180,41 @@ def test_bench_rejects_bad_pairs(value):  # type: ignore[no-untyped-def]
     proc = subprocess.run([sys.executable, "-m", "xent", "bench", "--pairs", value], capture_output=True, text=True)
     assert proc.returncode == 2
     assert f"argument --pairs: '{value}': expected a whole number of at least 1" in proc.stderr
+
+
+def test_bench_device_cpu_runs_every_framework_there(tmp_path):  # type: ignore[no-untyped-def]
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    subprocess.run(
+        [sys.executable, "-m", "xent", "bench", "--device", "cpu", "--sizes", "32x10", "--losses", "sparse",
+         "--dtypes", "float32", "--no-progress", "--pairs", "1", "--json", str(out)],
+        capture_output=True, text=True, check=True,
+    )
+    cells = json.loads(out.read_text())["cells"]
+    assert {cell["device"] for cell in cells} == {"cpu"}
+    assert not [cell["note"] for cell in cells if cell["note"]]
+
+
+def test_bench_device_gpu_without_one_names_what_is_missing(tmp_path):  # type: ignore[no-untyped-def]
+    # On a machine with no GPU, each framework's cells say so (and NumPy, which
+    # has no GPU, is left out), instead of running on the CPU unnoticed.
+    import json
+    import subprocess
+    import sys
+
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "xent", "bench", "--device", "cuda", "--backends", "numpy,torch", "--sizes", "32x10",
+         "--losses", "sparse", "--dtypes", "float32", "--no-progress", "--pairs", "1", "--json", str(out)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 1
+    cells = json.loads(out.read_text())["cells"]
+    assert cells and {cell["backend"] for cell in cells} == {"torch"}
+    assert all("torch sees no CUDA device" in cell["note"] for cell in cells)
