@@ -29,6 +29,8 @@ import linecache
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
+import numpy as np
+
 from xent._registry import backend_for
 from xent.backends import Backend
 from xent.backends._base import labels_valid
@@ -79,9 +81,19 @@ class Ladder:
         self.honours = frozenset(rungs.honours)
 
     def compiled(self, loss: Any, backend: Backend, x: Any, labels: Any, options: dict[str, Any]) -> Any:
-        """Rung 2: the whole call as one program, or None."""
+        """Rung 2: the whole call as one program, or None.
+
+        Options given as NumPy arrays (class weights, sample weights,
+        ``pos_weight``) are moved to the predictions' framework and device
+        first, as the general path would move them, so that they reach the
+        program as arguments instead of sending the call op by op."""
         if not backend.compiles_eagerly:
             return None
+        if backend.is_array(x):
+            options = {
+                name: backend.asarray(value, like=x) if type(value) is np.ndarray else value
+                for name, value in options.items()
+            }
         check = None
         if self.rungs.class_ids:
             axis, ignore = options["axis"], options.get("ignore_index")

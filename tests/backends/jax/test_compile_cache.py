@@ -57,3 +57,21 @@ def test_jax_eager_bad_labels_raise_and_traced_ones_give_nan():
     # ignore_index entries are not out of range:
     out = xent.sparse_softmax_cross_entropy(jnp.asarray(Z), bad, ignore_index=11)
     assert float(np.asarray(out)[4]) == 0.0
+
+
+def test_jax_numpy_options_still_run_as_one_compiled_program():
+    # Class and sample weights given as NumPy arrays are moved to JAX before
+    # the program, not left to send the call op by op.
+    jax_or_skip()
+    import jax.numpy as jnp
+
+    from xent.backends.jax import compile_cache
+
+    cw = np.linspace(0.5, 2.0, 7)
+    w = np.linspace(0.1, 1.0, 24)
+    compile_cache._jitted.clear()
+    out = xent.sparse_softmax_cross_entropy(jnp.asarray(Z), jnp.asarray(Y), class_weights=cw, weights=w,
+                                            reduction="mean")
+    static = [names for fn, names in compile_cache._jitted if fn is xent.sparse_softmax_cross_entropy]
+    assert static and not {"class_weights", "weights"} & set(static[0])  # (passed as arrays)
+    assert_close(out, ref.sparse(Z, Y, cw=cw, w=w, reduction="mean"), num_classes=7, reduced=24)

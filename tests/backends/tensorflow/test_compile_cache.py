@@ -23,6 +23,7 @@ TF_CALLS = [
     ("sigmoid_cross_entropy", {"reduction": "sum"}),
     ("sigmoid_cross_entropy", {"reduction": "mean"}),
     ("sigmoid_cross_entropy", {"reduction": "none", "pos_weight": True}),
+    ("sigmoid_cross_entropy", {"reduction": "sum", "pos_weight": "numpy"}),  # (moved to TF for the program)
 ]
 
 
@@ -52,7 +53,7 @@ def test_tensorflow_eager_calls_run_compiled_once_hot(tf_functions, loss, option
     second = tf.constant(Y if loss.startswith("sparse") else SOFT_TF if "softmax" in loss else BIN)
     kwargs = dict(options)
     if "pos_weight" in kwargs:
-        kwargs["pos_weight"] = tf.constant(PW)
+        kwargs["pos_weight"] = PW if kwargs["pos_weight"] == "numpy" else tf.constant(PW)
     want, want_grad = _tf_reference(loss, options)
     z = tf.constant(Z.astype(np.float64))
     reduced = 1 if options.get("reduction", "none") == "none" else Z.size
