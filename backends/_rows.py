@@ -88,7 +88,7 @@ def row_stats(
     total = None
     if spread is True:
         total = be.sum(d, axis)
-    elif spread is not None and spread is not False:
+    elif spread is not None:
         total = be.sum(be.weigh(spread, d), axis)
     return RowStats(be.sum(m, axis), sumexp, picked, count, total)
 
@@ -97,7 +97,6 @@ def combine(
     be: Backend,
     stats: RowStats,
     *,
-    log_s: Array | None = None,
     w_y: Array | None = None,
     wsum: Any = None,
     alpha: float = 0.0,
@@ -109,11 +108,9 @@ def combine(
     ``w_y``: the label's class weight (None: 1; a zero weight gives 0 even
     where the row's loss is infinite: ``Backend.weigh``); ``wsum = Σ_c w_c`` (``V``
     without class weights); ``alpha`` the smoothing, over ``vocab`` classes;
-    ``z_loss`` the scale of the ``logsumexp²`` term. ``log_s``: ``log(sumexp)``
-    where the caller has it already.
+    ``z_loss`` the scale of the ``logsumexp²`` term.
     """
-    if log_s is None:
-        log_s = be.log(stats.sumexp)
+    log_s = be.log(stats.sumexp)
     nll = log_s - stats.picked if stats.count is None else log_s * stats.count - stats.picked
     if w_y is not None:
         nll = be.weigh(w_y, nll)

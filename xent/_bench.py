@@ -464,7 +464,7 @@ def plan(args: argparse.Namespace) -> list[Cell]:
         sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]  # type: ignore[misc]
     backends = args.backends or list(BACKENDS)
     losses = args.losses or list(LOSSES)
-    device = getattr(args, "device", "cpu")
+    device = args.device
     cells = []
     for backend in backends:
         if importlib.util.find_spec(MODULES[backend]) is None or (backend == "numpy" and device != "cpu"):
@@ -721,7 +721,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark described by ``args``; print the table; 0 on success."""
-    if getattr(args, "device", "cpu") == "cuda":
+    if args.device == "cuda":
         args.device = "gpu"
     if args.device == "gpu":
         # Every framework shares the GPU: none may take most of its memory up front.

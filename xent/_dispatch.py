@@ -86,9 +86,8 @@ class Ladder:
         Options given as NumPy arrays (class weights, sample weights,
         ``pos_weight``) are moved to the predictions' framework and device
         first, as the general path would move them, so that they reach the
-        program as arguments instead of sending the call op by op."""
-        if not backend.compiles_eagerly:
-            return None
+        program as arguments instead of sending the call op by op. (The
+        generated function calls it only where ``backend.compiles_eagerly``.)"""
         if backend.is_array(x):
             options = {
                 name: backend.asarray(value, like=x) if type(value) is np.ndarray else value
@@ -118,8 +117,9 @@ def ladder(general: _F, rungs: Rungs | None = None) -> _F:
     :mod:`dataclasses` generates ``__init__``), so a call binds its arguments
     as any Python function does and the fused rung costs no more than a
     hand-written guard: each option outside ``honours`` is compared with its
-    default in one expression, and the hook gets the honoured ones by name. Its docstring, name and module are ``general``'s, and it is
-    defined in ``general``'s module globals (doctest finds its examples)."""
+    default in one expression, and the hook gets the honoured ones by name.
+    Its docstring, name and module are ``general``'s, and it is defined in
+    ``general``'s module globals (doctest finds its examples)."""
     spec = Ladder(general, RUNGS[general.__name__] if rungs is None else rungs)
     name = general.__name__
     x, labels = spec.inputs

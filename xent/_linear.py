@@ -68,13 +68,10 @@ class Plan:
     compute_dtype: str
 
 
-def token_loss(log_s: Array, picked: Array, spread: Array | None, m: Array, w_y: Array | None, plan: Plan,
-               wsum: Any, be: Backend) -> Array:
+def token_loss(be: Backend, stats: RowStats, w_y: Array | None, plan: Plan, wsum: Any) -> Array:
     """Per-token loss from the row statistics of one chunk (all ``[rows]``):
     :func:`xent.backends._rows.combine` with the plan's options."""
-    stats = RowStats(m, None, picked, None, spread)
-    return combine(be, stats, log_s=log_s, w_y=w_y, wsum=wsum, alpha=plan.alpha, vocab=plan.vocab,
-                   z_loss=plan.z_loss)
+    return combine(be, stats, w_y=w_y, wsum=wsum, alpha=plan.alpha, vocab=plan.vocab, z_loss=plan.z_loss)
 
 
 def grad_coefficients(lse: Array | None, w_y: Array | None, go: Array, plan: Plan, wsum: Any) -> tuple[Array, Array]:
@@ -103,10 +100,7 @@ def chunk_loss(be: Backend, z: Array, y: Array, cw: Array | None, plan: Plan) ->
     w_y, wsum = class_weight_terms(be, y, cw, plan)
     spread = (True if cw is None else be.expand_dims(cw, 0)) if plan.alpha else None
     stats = row_stats(be, s, 1, labels=y, spread=spread)
-    log_s = be.log(stats.sumexp)
-    loss = combine(be, stats, log_s=log_s, w_y=w_y, wsum=wsum, alpha=plan.alpha, vocab=plan.vocab,
-                   z_loss=plan.z_loss)
-    return loss, stats.m, stats.sumexp
+    return token_loss(be, stats, w_y, plan, wsum), stats.m, stats.sumexp
 
 
 def chunk_dlogits(

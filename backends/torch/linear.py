@@ -48,6 +48,7 @@ from typing import Any
 import torch
 
 from xent._linear import Plan, chunk_loss, class_weight_terms, grad_coefficients, token_loss
+from xent.backends._rows import RowStats
 
 from .._base import Array, Backend
 from .buffers import Buffers
@@ -110,7 +111,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             sumexp = e.sum(1)
             w_y, wsum = class_weight_terms(be, yc, cw, plan)
             m = m[:, 0]
-            loss[start:stop] = token_loss(sumexp.log(), picked, spread, m, w_y, plan, wsum, be)
+            loss[start:stop] = token_loss(be, RowStats(m, sumexp, picked, None, spread), w_y, plan, wsum)
             m_all[start:stop], sumexp_all[start:stop] = m, sumexp
             kept = (start, e, t)
         ctx.save_for_backward(h, W, b, y, cw, m_all, sumexp_all)
