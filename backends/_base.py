@@ -14,11 +14,19 @@ operators in the front end; every supported framework overloads them.
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
+from collections import OrderedDict
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ._rows import combine, row_stats
+
+#: host arrays placed on a device by :meth:`Backend.from_host`, kept at most.
+MAX_PLACED = 16
+_PLACED: OrderedDict[tuple[str, int, Any], tuple[Any, np.ndarray, Any]] = OrderedDict()
+_placed_lock = threading.Lock()
 
 Array = Any
 
@@ -104,6 +112,41 @@ class Backend:
         on the device of ``like``; the dtype of ``x`` is kept."""
         xp = self.namespace(like)
         return xp.asarray(x, device=self.device(like))
+
+    def placement_key(self, like: Array) -> Any:
+        """Where host data for ``like`` goes, as a hashable key, where moving
+        it there costs a transfer (an accelerator's memory, a sharding);
+        None where it does not (the CPU) or ``like`` is traced: then
+        :meth:`from_host` moves host data on every call."""
+        return None
+
+    def from_host(self, x: np.ndarray, like: Array) -> Array:
+        """The NumPy array ``x`` as :meth:`asarray` places it for ``like``,
+        placed once: where :meth:`placement_key` names a device, the placed
+        array is kept (the last ``MAX_PLACED``) and returned again while ``x``
+        is the same object with the same values (compared on the host with a
+        copy taken when it was placed, so an array changed in place is placed
+        again). Class weights given as NumPy then cross to an accelerator
+        once, not in every call, each crossing a host sync."""
+        key = self.placement_key(like)
+        if key is None:
+            return self.asarray(x, like)
+        slot = (self.name, id(x), key)
+        with _placed_lock:
+            hit = _PLACED.get(slot)
+            if hit is not None and hit[0]() is x and hit[1].dtype == x.dtype and np.array_equal(hit[1], x):
+                _PLACED.move_to_end(slot)
+                return hit[2]
+        placed = self.asarray(x, like)
+        try:
+            ref = weakref.ref(x)
+        except TypeError:  # (a subclass without weak references: moved every call)
+            return placed
+        with _placed_lock:
+            _PLACED[slot] = (ref, x.copy(), placed)
+            while len(_PLACED) > MAX_PLACED:
+                _PLACED.popitem(last=False)
+        return placed
 
     def device(self, x: Array) -> Any:
         import array_api_compat

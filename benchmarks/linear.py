@@ -3,21 +3,30 @@ computation and the fused implementations that exist.
 
     python benchmarks/linear.py                      # CPU size: 1024 x 512 -> 32768, bfloat16
     python benchmarks/linear.py --size gpu           # 8192 x 4096 -> 128256, bfloat16, on CUDA
+    python benchmarks/linear.py --device gpu         # the CPU size on the GPU
     python benchmarks/linear.py --impls xent-torch,torch-naive --dtype float32 --json out.json
 
 Each implementation runs in its own subprocess (so one's memory or compiler state
 cannot leak into another's numbers) on the same inputs (seeded), with
-``reduction="mean"``, no other options. Reported per implementation:
+``reduction="mean"``, no other options. ``--device cpu|gpu`` (``cuda`` = ``gpu``;
+default: the size's, ``cpu`` for ``--size cpu``) is where the inputs are made and
+the calls run, as in ``xent bench --device``: torch's first CUDA device (each timed
+call waits for the GPU), JAX's first GPU, TF's ``/GPU:0``; the workers start with
+JAX's and TF's GPU preallocation off, and a framework that sees no GPU fails the
+run (exit status 1) with a message that names it. Reported per implementation:
 
 * ``fwd ms``, ``fwd+bwd ms``: median of ``--repeats`` timed calls after one warm-up
   (torch.compile and jax.jit compile during the warm-up);
 * ``peak MB``: memory beyond the inputs during one fwd+bwd call, gradients
   included (torch on CUDA: ``torch.cuda.max_memory_allocated``; torch on the
   CPU: the allocator's own allocation and free events, from the profiler;
-  TensorFlow: the BFC allocator's peak, in a second process started with
-  ``TF_CPU_ALLOCATOR_USE_BFC=true``; JAX: the process's resident set, sampled
-  every 0.5 ms by a thread, indicative only, as its allocator keeps freed
-  memory, and the temporary bytes XLA plans);
+  TensorFlow on the GPU: the allocator's peak (``get_memory_info``), on the
+  CPU: the BFC allocator's peak, in a second process started with
+  ``TF_CPU_ALLOCATOR_USE_BFC=true``; JAX on the GPU: the allocator's
+  ``peak_bytes_in_use``, which has no reset, so it also counts the timed calls
+  and the compile's scratch (an upper bound), on the CPU: the process's
+  resident set, sampled every 0.5 ms by a thread, indicative only, as its
+  allocator keeps freed memory; JAX also: the temporary bytes XLA plans);
 * ``loss err``, ``dh err``, ``dW err``: ``‖x - ref‖ / ‖ref‖`` against a float64
   computation of the same (rounded) inputs, done chunk by chunk in the parent.
 
@@ -46,6 +55,7 @@ import threading
 import time
 from typing import Any
 
+#: each size's device where --device is not given
 SIZES = {
     "cpu": {"tokens": 1024, "hidden": 512, "vocab": 32768, "device": "cpu"},
     "gpu": {"tokens": 8192, "hidden": 4096, "vocab": 128256, "device": "cuda"},
@@ -79,7 +89,8 @@ def reference(cfg: dict[str, Any], path: str) -> None:
     import torch
 
     h, W, y = make_inputs(cfg)
-    dev = cfg["device"]
+    # (with a torch without CUDA, on the CPU: JAX and TF may still see a GPU)
+    dev = cfg["device"] if cfg["device"] == "cpu" or torch.cuda.is_available() else "cpu"
     h, W, y = h.to(dev, torch.float64), W.to(dev, torch.float64), y.to(dev)
     n = h.shape[0]
     loss = torch.zeros((), dtype=torch.float64, device=dev)
@@ -95,6 +106,23 @@ def reference(cfg: dict[str, Any], path: str) -> None:
         dh[s : s + 1024] = g @ W
         dW += g.T @ h[s : s + 1024]
     np.savez(path, loss=(loss / n).cpu().numpy(), dh=dh.cpu().numpy(), dW=dW.cpu().numpy())
+    if dev != "cpu":  # the workers share the GPU with this process: its cached blocks go back
+        del h, W, y, loss, dh, dW, z, lse, g
+        torch.cuda.empty_cache()
+
+
+def device(name: str, cfg: dict[str, Any]) -> Any:
+    """Where ``name``'s framework makes its inputs and runs (``xent bench``'s choice):
+    a torch device, a JAX device or a TF placement context; RuntimeError, naming
+    the framework, where it sees no GPU."""
+    from xent._bench import _jax_device, _tf_placement, _torch_device
+
+    where = "cpu" if cfg["device"] == "cpu" else "gpu"
+    if "jax" in name:  # (as the worker dispatches)
+        return _jax_device(where)
+    if "tf" in name:
+        return _tf_placement(where)
+    return _torch_device(where)
 
 
 # ----------------------------------------------------------------------------- worker
@@ -165,11 +193,12 @@ def torch_impl(name: str, cfg: dict[str, Any]) -> tuple[Any, Any]:
 def run_torch(name: str, cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
     import torch
 
+    dev = device(name, cfg)
     fn, _ = torch_impl(name, cfg)
     h, W, _ = make_inputs(cfg)
-    dev = cfg["device"]
     h, W = h.to(dev).requires_grad_(), W.to(dev).requires_grad_()
-    cuda = dev.startswith("cuda")
+    cuda = dev.type == "cuda"
+    # (CUDA calls return before the GPU is done: each clock stops after it is)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     def fwd():  # type: ignore[no-untyped-def]
@@ -196,20 +225,17 @@ def run_torch(name: str, cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
     t_fwd = timed(fwd)
     t_both = timed(fwd_bwd)
     h.grad = W.grad = None
+    out: list[Any] = []
     if cuda:
-        torch.cuda.empty_cache()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        loss = fwd_bwd()
-        sync()
-        peak = torch.cuda.max_memory_allocated() - base
+        from xent._bench import _torch_gpu_peak_mb
+
+        peak_mb = _torch_gpu_peak_mb(lambda: out.append(fwd_bwd()))
     else:
         from xent._bench import torch_cpu_peak_bytes
 
-        out: list[Any] = []
-        peak = torch_cpu_peak_bytes(lambda: out.append(fwd_bwd()))
-        loss = out[0]
-    return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "peak_mb": peak / 2**20,
+        peak_mb = torch_cpu_peak_bytes(lambda: out.append(fwd_bwd())) / 2**20
+    loss = out[0]
+    return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "peak_mb": peak_mb,
             "loss": float(loss), "dh": h.grad.double().cpu().numpy(), "dW": W.grad.double().cpu().numpy()}
 
 
@@ -220,9 +246,10 @@ def run_jax(name: str, cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
 
     import xent
 
-    h, W, y = (jnp.asarray(t.float().numpy()) for t in make_inputs(cfg))
+    dev = device(name, cfg)
+    h, W, y = (jax.device_put(jnp.asarray(t.float().numpy()), dev) for t in make_inputs(cfg))
     h, W = h.astype(cfg["dtype"]), W.astype(cfg["dtype"])
-    y = jnp.asarray(y, jnp.int32)
+    y = jax.device_put(jnp.asarray(y, jnp.int32), dev)
 
     if name == "jax-naive":
         def loss_fn(a, w):  # type: ignore[no-untyped-def]
@@ -246,9 +273,17 @@ def run_jax(name: str, cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
 
     t_fwd, t_both = timed(fwd), timed(both)
     planned = both.lower(h, W).compile().memory_analysis()
-    with PeakRSS() as p:
+    if dev.platform == "cpu":
+        with PeakRSS() as p:
+            loss, (dh, dW) = jax.block_until_ready(both(h, W))
+        peak_mb = (p.peak - p.base) / 2**20
+    else:  # the allocator's peak over the process's life (no reset): an upper bound
+        stats = dev.memory_stats() or {}
         loss, (dh, dW) = jax.block_until_ready(both(h, W))
-    return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "peak_mb": (p.peak - p.base) / 2**20,
+        peak_mb = float("nan")
+        if "peak_bytes_in_use" in stats:
+            peak_mb = (dev.memory_stats()["peak_bytes_in_use"] - stats["bytes_in_use"]) / 2**20
+    return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "peak_mb": peak_mb,
             "xla_temp_mb": planned.temp_size_in_bytes / 2**20, "loss": float(loss),
             "dh": np.asarray(dh, np.float64), "dW": np.asarray(dW, np.float64)}
 
@@ -256,7 +291,8 @@ def run_jax(name: str, cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
 def run_tf(name: str, cfg: dict[str, Any], repeats: int, memory: bool = False) -> dict[str, Any]:
     """Times with TensorFlow's default CPU allocator; with ``memory``, only the peak
     instead, from the BFC allocator's statistics (the default CPU allocator keeps
-    none), in a process of its own."""
+    none), in a process of its own. On the GPU, the peak comes with the times,
+    from the GPU allocator's statistics."""
     if memory:
         os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"  # read when TensorFlow starts
     import numpy as np
@@ -264,9 +300,11 @@ def run_tf(name: str, cfg: dict[str, Any], repeats: int, memory: bool = False) -
 
     import xent
 
+    placement = device(name, cfg)
     h, W, y = (t.float().numpy() for t in make_inputs(cfg))
-    h, W = tf.cast(tf.constant(h), cfg["dtype"]), tf.cast(tf.constant(W), cfg["dtype"])
-    y = tf.constant(y.astype(np.int64))
+    with placement:
+        h, W = tf.cast(tf.constant(h), cfg["dtype"]), tf.cast(tf.constant(W), cfg["dtype"])
+        y = tf.constant(y.astype(np.int64))
 
     if name == "tf-naive":
         def loss_fn(a, w):  # type: ignore[no-untyped-def]
@@ -285,27 +323,35 @@ def run_tf(name: str, cfg: dict[str, Any], repeats: int, memory: bool = False) -
             value = loss_fn(a, w)
         return value, tape.gradient(value, [a, w])
 
+    def call(f):  # type: ignore[no-untyped-def]
+        with placement:
+            return f(h, W)
+
     def timed(f):  # type: ignore[no-untyped-def]
-        tf.nest.map_structure(lambda t: t.numpy(), f(h, W))
+        tf.nest.map_structure(lambda t: t.numpy(), call(f))
         out = []
         for _ in range(repeats):
             t = time.perf_counter()
-            tf.nest.map_structure(lambda t: t.numpy(), f(h, W))
+            tf.nest.map_structure(lambda t: t.numpy(), call(f))
             out.append((time.perf_counter() - t) * 1e3)
         return statistics.median(out)
 
     if memory:
-        both(h, W)  # trace and warm up
+        call(both)  # trace and warm up
         tf.config.experimental.reset_memory_stats("CPU:0")
         base = tf.config.experimental.get_memory_info("CPU:0")["current"]
-        out = both(h, W)
+        call(both)  # (the peak is a high-water mark: it keeps the outputs' bytes)
         peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] - base
-        del out
         return {"peak_mb": peak / 2**20}
     t_fwd, t_both = timed(fwd), timed(both)
-    loss, (dh, dW) = both(h, W)
+    result: dict[str, Any] = {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both}
+    if cfg["device"] != "cpu":
+        from xent._bench import _tf_gpu_peak_mb
+
+        result["peak_mb"] = _tf_gpu_peak_mb(lambda: call(both)[0].numpy())
+    loss, (dh, dW) = call(both)
     loss, dh, dW = float(loss), tf.cast(dh, tf.float64).numpy(), tf.cast(dW, tf.float64).numpy()
-    return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "loss": loss, "dh": dh, "dW": dW}
+    return {**result, "loss": loss, "dh": dh, "dW": dW}
 
 
 def worker(name: str, cfg: dict[str, Any], repeats: int, ref_path: str, out_path: str) -> None:
@@ -314,6 +360,12 @@ def worker(name: str, cfg: dict[str, Any], repeats: int, ref_path: str, out_path
     if name.endswith(":memory"):  # TensorFlow's peak, in a process of its own
         with open(out_path, "w") as f:
             json.dump(run_tf(name.removesuffix(":memory"), cfg, repeats, memory=True), f)
+        return
+    try:
+        device(name, cfg)  # first: a framework that sees no GPU fails the run (not skipped)
+    except RuntimeError as exc:
+        with open(out_path, "w") as f:
+            json.dump({"error": str(exc)}, f)
         return
     run = run_jax if "jax" in name else run_tf if "tf" in name else run_torch
     result = run(name, cfg, repeats)
@@ -333,6 +385,9 @@ def worker(name: str, cfg: dict[str, Any], repeats: int, ref_path: str, out_path
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", choices=sorted(SIZES), default="cpu")
+    ap.add_argument("--device", choices=["cpu", "gpu", "cuda"],
+                    help="where inputs are made and calls run (gpu = cuda; default: the size's, cpu for "
+                         "--size cpu, gpu for --size gpu)")
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     ap.add_argument("--impls", default=",".join(IMPLS))
     ap.add_argument("--repeats", type=int, default=3)
@@ -342,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     cfg = dict(SIZES[args.size], dtype=args.dtype)
+    if args.device:
+        cfg["device"] = "cpu" if args.device == "cpu" else "cuda"
     if args.worker:
         worker(args.worker, cfg, args.repeats, args.ref, args.out)
         return 0
@@ -352,13 +409,19 @@ def main(argv: list[str] | None = None) -> int:
     ref_path = os.path.join(tmp, "ref.npz")
     reference(cfg, ref_path)
     rows = []
+    failed = False
+    # No worker takes most of the GPU's memory up front: JAX and TF grow their pools
+    # as they need (a worker on the CPU needs none of it).
+    env = dict(os.environ)
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     header = f"{'impl':<16}{'fwd ms':>10}{'fwd+bwd ms':>12}{'peak MB':>10}{'loss err':>10}{'dh err':>10}{'dW err':>10}"
     print(header, flush=True)
     for name in args.impls.split(","):
         out = os.path.join(tmp, f"{name}.json")
         cmd = [sys.executable, __file__, "--worker", name, "--size", args.size, "--dtype", args.dtype,
-               "--repeats", str(args.repeats), "--ref", ref_path, "--out", out]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+               "--device", cfg["device"], "--repeats", str(args.repeats), "--ref", ref_path, "--out", out]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode or not os.path.exists(out):
             reason = (proc.stderr.strip().splitlines() or ["failed"])[-1][:100]
             print(f"{name:<16}skipped: {reason}", flush=True)
@@ -366,10 +429,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         with open(out) as f:
             r = json.load(f)
-        if "tf" in name:  # as the worker dispatches
+        if "error" in r:  # its framework sees no GPU
+            print(f"{name:<16}error: {r['error']}", flush=True)
+            rows.append({"impl": name, "error": r["error"]})
+            failed = True
+            continue
+        if "tf" in name and "peak_mb" not in r:  # (as the worker dispatches; on the GPU it came with the times)
             mem = os.path.join(tmp, f"{name}.memory.json")
             r["peak_mb"] = float("nan")
-            if not subprocess.run([*cmd[:3], f"{name}:memory", *cmd[4:-1], mem], capture_output=True).returncode:
+            if not subprocess.run([*cmd[:3], f"{name}:memory", *cmd[4:-1], mem], capture_output=True,
+                                  env=env).returncode:
                 with open(mem) as f:
                     r.update(json.load(f))
         r["impl"] = name
@@ -380,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"config": cfg, "results": rows}, f, indent=2)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from xent._losses import (
     sparse_categorical_cross_entropy,
     sparse_softmax_cross_entropy,
 )
+from xent._denominator import loss_denominator
 from xent._linear import linear_cross_entropy
 from xent._registry import available_backends, get_backend, register_backend
 
@@ -31,6 +32,7 @@ __all__ = [
     "categorical_cross_entropy",
     "get_backend",
     "linear_cross_entropy",
+    "loss_denominator",
     "register_backend",
     "sigmoid_cross_entropy",
     "softmax_cross_entropy",

@@ -1,4 +1,4 @@
-"""``xent bench``: xent against each framework's own loss, same inputs, same process.
+"""``xent bench``: xent against each framework's own loss, same inputs, one process per framework.
 
 For every installed framework (NumPy, PyTorch, TensorFlow, JAX) and every cell
 of loss × size × dtype × forward / forward+backward × eager / compiled, the
@@ -7,6 +7,12 @@ drift hits both), each sample long enough for the clock, and the median of the
 per-pair ratios xent/native is reported with the median times, the per-call
 difference in microseconds and the peak memory each call takes beyond its
 inputs.
+
+Each framework is measured in a fresh process of its own (``python -m xent
+bench`` restricted to it, writing its cells to a JSON file this process reads):
+in one process, JAX's and TF's GPU preallocation, allocator pools and thread
+pools would weigh on the others' numbers. A run of one framework stays in
+process.
 
 Native anchors: ``torch.nn.functional.cross_entropy`` /
 ``binary_cross_entropy_with_logits``; ``tf.nn.sparse_softmax_cross_entropy_with_logits``
@@ -31,7 +37,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from dataclasses import asdict, dataclass, field
@@ -560,7 +568,11 @@ def table(cells: list[Cell]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
+def machine(found: dict[str, Any] | None = None) -> dict[str, Any]:
+    """This machine and the versions of the frameworks imported here; ``found``:
+    what worker processes saw (their ``machine()``), for the frameworks that were
+    imported there only (their versions and the GPU's name)."""
+    found = found or {}
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -581,9 +593,13 @@ def machine() -> dict[str, Any]:
     for mod in ("torch", "tensorflow", "jax", "optax", "scipy"):
         if mod in sys.modules:
             info[mod] = getattr(sys.modules[mod], "__version__", "?")
+        elif mod in found:
+            info[mod] = found[mod]
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+    elif "gpu" in found:
+        info["gpu"] = found["gpu"]
     return info
 
 
@@ -717,27 +733,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where inputs are made and calls run (default cpu; gpu = cuda: torch's "
                              "first CUDA device, TF's /GPU:0, JAX's first GPU; NumPy is skipped there)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    # (set by the parent run on the process it starts for each framework)
+    parser.add_argument("--worker-json", metavar="FILE", help=argparse.SUPPRESS)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the benchmark described by ``args``; print the table; 0 on success."""
-    if args.device == "cuda":
-        args.device = "gpu"
-    if args.device == "gpu":
-        # Every framework shares the GPU: none may take most of its memory up front.
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-    cells = plan(args)
-    if not cells:
-        print("xent bench: nothing to run (no framework found for the chosen backends)", file=sys.stderr)
-        return 1
+def _measure_all(cells: list[Cell], args: argparse.Namespace, extras: dict[str, Any]) -> int:
+    """Measure ``cells`` here, size by size (one set of inputs at a time), with a
+    progress bar; NumPy's other anchors go to ``extras``. Returns how many failed."""
     progress = Progress(len(cells), not args.no_progress)
-    extras: dict[str, Any] = {"lookup_us": _lookup_us()}
     failures = 0
     by_size: dict[tuple[int, int], list[Cell]] = {}
     for cell in cells:
         by_size.setdefault((cell.n, cell.c), []).append(cell)
-    started = time.perf_counter()
     for (n, c), group in by_size.items():
         progress.show(f"inputs {n}x{c}")
         inp = Inputs(n, c)
@@ -754,8 +761,121 @@ def run(args: argparse.Namespace) -> int:
         del inp
         gc.collect()
     progress.close()
+    return failures
+
+
+def _worker(args: argparse.Namespace, cells: list[Cell]) -> int:
+    """One framework's part of a run (``--worker-json FILE``): measure ``cells``
+    and write them, this process's extras, ``machine()``, pid and failure count to
+    FILE, or ``{"error": ...}`` where the run itself broke; nothing on stdout."""
+    result: dict[str, Any] = {"pid": os.getpid()}
+    try:
+        extras: dict[str, Any] = {}
+        failures = _measure_all(cells, args, extras)
+        result.update(cells=[asdict(c) for c in cells], extras=extras, failures=failures, machine=machine())
+    except Exception as exc:
+        failures = 1
+        result["error"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+    with open(args.worker_json, "w") as fh:
+        json.dump(result, fh)
+    return 1 if failures else 0
+
+
+def _worker_argv(args: argparse.Namespace, backend: str, path: str) -> list[str]:
+    """``xent bench``'s arguments for the process that measures ``backend``: every
+    option of :func:`add_arguments` that shapes the cells (not ``--json`` and
+    ``--png``: the parent writes those)."""
+    argv = ["--backends", backend, "--dtypes", ",".join(args.dtypes), "--device", args.device,
+            "--worker-json", path]
+    if args.quick:
+        argv.append("--quick")
+    if args.sizes:
+        argv += ["--sizes", args.sizes]
+    if args.losses:
+        argv += ["--losses", ",".join(args.losses)]
+    if args.pairs is not None:
+        argv += ["--pairs", str(args.pairs)]
+    if args.no_progress:
+        argv.append("--no-progress")
+    return argv
+
+
+def _cell_key(cell: Cell) -> tuple[Any, ...]:
+    return (cell.backend, cell.loss, cell.n, cell.c, cell.dtype, cell.mode, cell.compiled)
+
+
+def _run_workers(args: argparse.Namespace, cells: list[Cell], extras: dict[str, Any],
+                 pids: dict[str, int], found: dict[str, Any]) -> int:
+    """Measure each framework's cells in a fresh ``python -m xent bench`` process,
+    one framework after the other, and put what each measured into ``cells`` (in
+    place, so the order stays the plan's), its extras into ``extras``, its pid into
+    ``pids`` and its ``machine()`` into ``found``. A process that breaks marks its
+    framework's cells with its error, also said on stderr. Returns how many cells
+    failed."""
+    # The workers import this very xent, wherever it was imported from here.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(xent.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="xent-bench-") as tmp:
+        for backend in dict.fromkeys(cell.backend for cell in cells):
+            path = os.path.join(tmp, f"{backend}.json")
+            # stdout and stderr are this process's: the worker's progress bar and
+            # warnings show as they come.
+            proc = subprocess.run([sys.executable, "-m", "xent", "bench", *_worker_argv(args, backend, path)],
+                                  env=env, stdin=subprocess.DEVNULL)
+            try:
+                with open(path) as fh:
+                    got = json.load(fh)
+            except (OSError, ValueError):  # it died before writing (its own message is above)
+                how = f"was killed by signal {-proc.returncode}" if proc.returncode < 0 else \
+                    f"exited with status {proc.returncode}"
+                got = {"error": f"its process {how} and wrote no cells"}
+            measured = {_cell_key(c): c for c in (Cell(**d) for d in got.get("cells", []))}
+            if "pid" in got:
+                pids[backend] = got["pid"]
+            if "error" in got:
+                print(f"xent bench: {backend}: {got['error']}", file=sys.stderr)
+            else:
+                found.update(got["machine"])
+                extras.update(got["extras"])
+                failures += got["failures"]
+            for i, cell in enumerate(cells):
+                if cell.backend != backend:
+                    continue
+                if _cell_key(cell) in measured:
+                    cells[i] = measured[_cell_key(cell)]
+                else:
+                    failures += 1
+                    cell.note = f"error: {backend} worker: {got.get('error', 'cell not measured')[:80]}"
+    return failures
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark described by ``args``; print the table; 0 on success."""
+    if args.device == "cuda":
+        args.device = "gpu"
+    if args.device == "gpu":
+        # No framework takes most of the GPU's memory up front: each grows its pool
+        # as it needs (the worker processes inherit this).
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    cells = plan(args)
+    if not cells:
+        print("xent bench: nothing to run (no framework found for the chosen backends)", file=sys.stderr)
+        return 1
+    if args.worker_json:
+        return _worker(args, cells)
+    extras: dict[str, Any] = {"lookup_us": _lookup_us()}
+    pids: dict[str, int] = {}
+    found: dict[str, Any] = {}
+    started = time.perf_counter()
+    if len({cell.backend for cell in cells}) == 1:
+        failures = _measure_all(cells, args, extras)
+        pids[cells[0].backend] = os.getpid()
+    else:
+        failures = _run_workers(args, cells, extras, pids, found)
     wall = time.perf_counter() - started
-    info = machine()
+    info = machine(found)
     print(table(cells))
     print()
     print(summary(cells, extras))
@@ -764,7 +884,7 @@ def run(args: argparse.Namespace) -> int:
           f"device {args.device}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"machine": info, "wall_s": wall, "extras": extras,
+            json.dump({"machine": info, "wall_s": wall, "extras": extras, "pids": pids,
                        "cells": [asdict(c) for c in cells]}, fh, indent=1)
     if args.png:
         draw(cells, args.png, f"xent / native, median of interleaved pairs (bars: p25-p75) — "

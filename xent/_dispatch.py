@@ -26,11 +26,13 @@ from __future__ import annotations
 import functools
 import inspect
 import linecache
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 import numpy as np
 
+from xent._frontend import normalizer_error
 from xent._registry import backend_for
 from xent.backends import Backend
 from xent.backends._base import labels_valid
@@ -83,17 +85,30 @@ class Ladder:
     def compiled(self, loss: Any, backend: Backend, x: Any, labels: Any, options: dict[str, Any]) -> Any:
         """Rung 2: the whole call as one program, or None.
 
-        Options given as NumPy arrays (class weights, sample weights,
-        ``pos_weight``) are moved to the predictions' framework and device
-        first, as the general path would move them, so that they reach the
-        program as arguments instead of sending the call op by op. (The
-        generated function calls it only where ``backend.compiles_eagerly``.)"""
+        Labels and options given as NumPy arrays (class weights, sample
+        weights, ``pos_weight``) are moved to the predictions' framework and
+        device first (``Backend.from_host``, as the general path moves them),
+        so that they reach the program as arguments instead of sending the
+        call op by op; class ids given so are checked on the host first,
+        where reading them is free. (The generated function calls it only
+        where ``backend.compiles_eagerly``.)"""
+        check = None
         if backend.is_array(x):
+            norm = options.get("normalizer")
+            if norm is not None and normalizer_error(options["reduction"], norm) is not None:
+                return None  # (the general path raises it)
             options = {
-                name: backend.asarray(value, like=x) if type(value) is np.ndarray else value
+                name: backend.from_host(value, like=x) if type(value) is np.ndarray else value
                 for name, value in options.items()
             }
-        check = None
+            if isinstance(norm, numbers.Real):  # an argument, not a constant: no program per count
+                options["normalizer"] = backend.asarray(np.asarray(float(norm)), like=x)
+            if type(labels) is np.ndarray:
+                if self.rungs.class_ids and not _host_ids_valid(
+                    backend, x, labels, options["axis"], options.get("ignore_index")
+                ):
+                    return None  # (the general path names what is wrong)
+                return backend.compiled(loss, None, x, backend.from_host(labels, like=x), **options)
         if self.rungs.class_ids:
             axis, ignore = options["axis"], options.get("ignore_index")
             check = functools.partial(_ids_valid_or_unseen, backend, x, labels, axis, ignore)
@@ -167,6 +182,18 @@ def general_of(loss: Any) -> Callable[..., Any]:
     return loss.ladder.general  # type: ignore[no-any-return]
 
 
+def _host_ids_valid(be: Backend, logits: Any, labels: np.ndarray, axis: Any, ignore_index: Any) -> bool:
+    """Whether host ``labels`` are integer class ids, each in range (or
+    ``ignore_index``), for ``logits``' classes along ``axis``."""
+    try:
+        num = be.shape(logits)[axis]
+    except (IndexError, TypeError):
+        return False
+    if labels.dtype.kind not in "iu" or not num:
+        return False
+    return labels_valid(labels, num, ignore_index)
+
+
 def _ids_valid_or_unseen(be: Backend, logits: Any, labels: Any, axis: Any, ignore_index: Any) -> bool:
     """Whether integer ``labels`` are all in range (or ``ignore_index``) where
     they can be read on the host now; True where they cannot (a compiled
@@ -176,11 +203,4 @@ def _ids_valid_or_unseen(be: Backend, logits: Any, labels: Any, axis: Any, ignor
     assert be is not None  # (mypy narrows be to backend_for's Optional result)
     if not be.can_inspect(labels):
         return True
-    values = be.to_numpy(labels)
-    try:
-        num = be.shape(logits)[axis]
-    except (IndexError, TypeError):
-        return False
-    if values.dtype.kind not in "iu" or not num:
-        return False
-    return labels_valid(values, num, ignore_index)
+    return _host_ids_valid(be, logits, be.to_numpy(labels), axis, ignore_index)

@@ -105,6 +105,8 @@ def _same_framework(p: Predictions, x: Any, name: str) -> Array:
     if _is_host_data(x):
         if be.name == "numpy":
             return np.asarray(x)
+        if type(x) is np.ndarray:
+            return be.from_host(x, like=p.value)
         return be.asarray(np.asarray(x), like=p.value)
     owner = backend_for(x)
     if owner is not be:
@@ -392,6 +394,54 @@ def sparse_labels(
     return SparseLabels(be.clip(y, 0, top), keep, bad)
 
 
+def normalizer_error(reduction: Any, normalizer: Any) -> Exception | None:
+    """What is wrong with ``normalizer`` for ``reduction`` (None: nothing that
+    can be seen without reading an array's value)."""
+    if normalizer is None:
+        return None
+    if reduction != "mean":
+        return ValueError(
+            f"normalizer applies to reduction='mean' only (the result is Σ loss / normalizer); "
+            f"received reduction={reduction!r}"
+        )
+    if isinstance(normalizer, bool) or (
+        isinstance(normalizer, numbers.Number) and not isinstance(normalizer, numbers.Real)
+    ):
+        return TypeError(f"normalizer must be a real number or a 0-d array; received normalizer={normalizer!r}")
+    if isinstance(normalizer, np.ndarray):  # (host data: read for free)
+        if normalizer.shape != ():
+            return ValueError(
+                f"normalizer must be a number or a 0-d array; received normalizer.shape={normalizer.shape}"
+            )
+        if normalizer.dtype.kind in "iuf" and not normalizer >= 0:
+            return ValueError(f"normalizer must be >= 0; received normalizer={normalizer.item()!r}")
+    if isinstance(normalizer, numbers.Real) and not float(normalizer) >= 0:
+        return ValueError(f"normalizer must be >= 0; received normalizer={normalizer!r}")
+    return None
+
+
+def _normalized(p: Predictions, total: Array, normalizer: Any) -> Array:
+    """``total / normalizer`` (0 where the normalizer is 0, as an empty mean),
+    the normalizer a constant for autodiff."""
+    error = normalizer_error("mean", normalizer)
+    if error is not None:
+        raise error
+    be = p.backend
+    if isinstance(normalizer, numbers.Real):
+        return p.finish(total / float(normalizer) if normalizer else total * 0.0)
+    den = be.with_rank(_same_framework(p, normalizer, "normalizer"), ())
+    shape, dtype = be.shape(den), be.dtype_name(den)
+    if shape != ():
+        raise ValueError(f"normalizer must be a number or a 0-d array; received normalizer.shape={shape}")
+    if not (dtype in FLOAT_DTYPES or dtype in INT_DTYPES):
+        raise TypeError(f"normalizer must be real; received normalizer.dtype={dtype}")
+    den = be.stop_gradient(be.cast(den, p.compute_dtype))
+    if be.can_inspect(den) and not float(be.to_numpy(den)) >= 0:
+        raise ValueError(f"normalizer must be >= 0; received normalizer={float(be.to_numpy(den))!r}")
+    empty = den == 0
+    return p.finish(be.where(empty, 0.0, total / be.where(empty, 1.0, den)))
+
+
 def reduce(
     p: Predictions,
     loss: Array,
@@ -401,6 +451,7 @@ def reduce(
     class_weight: Array | None = None,
     keep: Array | None = None,
     bad: Array | None = None,
+    normalizer: Any = None,
 ) -> Array:
     """Apply sample weights, masks and the reduction; return in the predictions' dtype.
 
@@ -413,8 +464,12 @@ def reduce(
       bad: out-of-range labels found under tracing (their loss becomes NaN).
 
     ``"mean"`` is ``Σ loss / Σ W`` with ``W = weights · class_weight · keep``; a
-    zero total gives 0 with a zero gradient.
+    zero total gives 0 with a zero gradient. With a ``normalizer`` (a number
+    or 0-d array; ``"mean"`` only) it is ``Σ loss / normalizer`` instead.
     """
+    error = normalizer_error(reduction, normalizer)
+    if error is not None:
+        raise error
     be = p.backend
     if weights is not None:
         loss = be.weigh(weights, loss)
@@ -430,6 +485,8 @@ def reduce(
     total = be.sum(loss)
     if reduction == "sum":
         return p.finish(total)
+    if normalizer is not None:
+        return _normalized(p, total, normalizer)
     if weights is None and class_weight is None and keep is None:
         count = _static_size(be.shape(loss))
         if count is not None:

@@ -191,6 +191,7 @@ def linear_cross_entropy(
     weights: Array | None = None,
     reduction: Reduction = "mean",
     chunk_size: int | None = None,
+    normalizer: float | Array | None = None,
 ) -> Array:
     r"""Cross-entropy of a linear layer's logits, computed chunk by chunk.
 
@@ -227,6 +228,10 @@ def linear_cross_entropy(
       reduction: ``"mean"`` (default, as torch and Liger), ``"sum"`` or ``"none"``.
       chunk_size: tokens per chunk; default :func:`default_chunk_size`
         (``rows·V <= 2**27``, a power of two).
+      normalizer: with ``reduction="mean"`` only: the sum is divided by this
+        number or 0-d array instead of the mean's own denominator (0 gives 0),
+        e.g. a global count across micro-batches and ranks
+        (:func:`xent.loss_denominator`); a constant for autodiff.
 
     Returns:
       The loss in the dtype of ``hidden``: ``hidden.shape[:-1]`` for ``"none"``,
@@ -290,4 +295,6 @@ def linear_cross_entropy(
                 loss = _value_only(be, h2, W, b, y2, cw, plan)
         loss = be.reshape(loss, out_shape)
         class_w = None if cw is None else be.take(cw, y.safe)
-        return fe.reduce(p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad)
+        return fe.reduce(
+            p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad, normalizer=normalizer
+        )

@@ -28,6 +28,7 @@ def softmax_cross_entropy(
     label_smoothing: float = 0.0,
     weights: Array | None = None,
     reduction: Reduction = "none",
+    normalizer: float | Array | None = None,
 ) -> Array:
     r"""Softmax cross-entropy between logits and soft (dense) labels.
 
@@ -49,6 +50,10 @@ def softmax_cross_entropy(
         ``axis``); they multiply the per-element loss.
       reduction: ``"none"`` (per-element losses), ``"sum"``, or ``"mean"``
         (``Σ loss / Σ weights``; 0 when the total weight is 0).
+      normalizer: with ``reduction="mean"`` only: the sum is divided by this
+        number or 0-d array instead of the mean's own denominator (0 gives 0),
+        e.g. a global count across micro-batches and ranks
+        (:func:`xent.loss_denominator`); a constant for autodiff.
 
     Returns:
       The loss in the dtype of ``logits``: shape ``logits.shape`` without
@@ -75,7 +80,7 @@ def softmax_cross_entropy(
         # logit under a zero label, where the loss is finite.
         narrow = None if alpha else fe.upcast_from(p, labels)
         loss = be.soft_nll(p.value, y, axis, narrow)
-        return fe.reduce(p, loss, reduction, weights=w)
+        return fe.reduce(p, loss, reduction, weights=w, normalizer=normalizer)
 
 
 @fe.plain_python
@@ -92,6 +97,7 @@ def sparse_softmax_cross_entropy(
     reduction: Reduction = "none",
     z_loss: float = 0.0,
     logit_softcap: float | None = None,
+    normalizer: float | Array | None = None,
 ) -> Array:
     r"""Softmax cross-entropy with integer class labels.
 
@@ -117,6 +123,10 @@ def sparse_softmax_cross_entropy(
         0 (with zero gradient) when every entry is ignored.
       z_loss: ``s >= 0``, the scale of the auxiliary ``s·logsumexp(z)²`` term.
       logit_softcap: ``None`` or ``c > 0``: soft-cap the logits to ``(-c, c)``.
+      normalizer: with ``reduction="mean"`` only: the sum is divided by this
+        number or 0-d array instead of the mean's own denominator (0 gives 0),
+        e.g. a global count across micro-batches and ranks
+        (:func:`xent.loss_denominator`); a constant for autodiff.
 
     Returns:
       The loss in the dtype of ``logits``: shape ``labels.shape`` for ``"none"``,
@@ -165,7 +175,7 @@ def sparse_softmax_cross_entropy(
             if class_w is not None:
                 loss = be.weigh(class_w, loss)
         return fe.reduce(
-            p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad
+            p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad, normalizer=normalizer
         )
 
 
@@ -179,6 +189,7 @@ def sigmoid_cross_entropy(
     label_smoothing: float = 0.0,
     weights: Array | None = None,
     reduction: Reduction = "none",
+    normalizer: float | Array | None = None,
 ) -> Array:
     r"""Elementwise sigmoid (binary) cross-entropy from logits.
 
@@ -196,6 +207,10 @@ def sigmoid_cross_entropy(
       label_smoothing: ``α`` in ``[0, 1)``.
       weights: sample weights broadcastable to ``logits``.
       reduction: ``"none"``, ``"sum"``, or ``"mean"`` (``Σ loss / Σ weights``).
+      normalizer: with ``reduction="mean"`` only: the sum is divided by this
+        number or 0-d array instead of the mean's own denominator (0 gives 0),
+        e.g. a global count across micro-batches and ranks
+        (:func:`xent.loss_denominator`); a constant for autodiff.
 
     Returns:
       The loss in the dtype of ``logits``, shape ``logits.shape`` for ``"none"``.
@@ -216,7 +231,7 @@ def sigmoid_cross_entropy(
         # every digit of a small loss at z << 0 (it subtracts log_sigmoid(z) from z).
         narrow = None if alpha else fe.upcast_from(p, labels)
         loss = be.binary_nll(p.value, y, pw, narrow)
-        return fe.reduce(p, loss, reduction, weights=w)
+        return fe.reduce(p, loss, reduction, weights=w, normalizer=normalizer)
 
 
 @fe.plain_python
@@ -230,6 +245,7 @@ def categorical_cross_entropy(
     label_smoothing: float = 0.0,
     weights: Array | None = None,
     reduction: Reduction = "none",
+    normalizer: float | Array | None = None,
 ) -> Array:
     r"""Cross-entropy from probabilities, as Keras 3 ``categorical_crossentropy``.
 
@@ -244,6 +260,10 @@ def categorical_cross_entropy(
       label_smoothing: ``α`` in ``[0, 1)``.
       weights: sample weights broadcastable to the loss shape.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      normalizer: with ``reduction="mean"`` only: the sum is divided by this
+        number or 0-d array instead of the mean's own denominator (0 gives 0),
+        e.g. a global count across micro-batches and ranks
+        (:func:`xent.loss_denominator`); a constant for autodiff.
 
     Returns:
       The loss in the dtype of ``probs``: shape ``probs.shape`` without ``axis``
@@ -264,7 +284,7 @@ def categorical_cross_entropy(
         q = p.value / be.sum(p.value, axis, keepdims=True)
         q = be.clip(q, eps, 1.0 - eps)
         loss = -be.sum(be.xlogy(y, q), axis)
-        return fe.reduce(p, loss, reduction, weights=w)
+        return fe.reduce(p, loss, reduction, weights=w, normalizer=normalizer)
 
 
 @fe.plain_python
@@ -278,6 +298,7 @@ def sparse_categorical_cross_entropy(
     ignore_index: int | None = None,
     weights: Array | None = None,
     reduction: Reduction = "none",
+    normalizer: float | Array | None = None,
 ) -> Array:
     r"""Cross-entropy from probabilities and integer labels, as Keras 3 (TF backend).
 
@@ -293,6 +314,10 @@ def sparse_categorical_cross_entropy(
       ignore_index: a label value whose entries get loss 0 and weight 0.
       weights: sample weights broadcastable to the loss shape.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      normalizer: with ``reduction="mean"`` only: the sum is divided by this
+        number or 0-d array instead of the mean's own denominator (0 gives 0),
+        e.g. a global count across micro-batches and ranks
+        (:func:`xent.loss_denominator`); a constant for autodiff.
 
     Returns:
       The loss in the dtype of ``probs``.
@@ -313,7 +338,7 @@ def sparse_categorical_cross_entropy(
         # -log(p_y / Σp) is the softmax cross-entropy of log p: Keras' TF backend
         # computes it that way too, so the fused sparse kernel serves here.
         loss = be.nll(be.log(be.clip(p.value, eps, 1.0 - eps)), y.safe, axis)
-        return fe.reduce(p, loss, reduction, weights=w, keep=y.keep, bad=y.bad)
+        return fe.reduce(p, loss, reduction, weights=w, keep=y.keep, bad=y.bad, normalizer=normalizer)
 
 
 @fe.plain_python
@@ -326,6 +351,7 @@ def binary_cross_entropy(
     label_smoothing: float = 0.0,
     weights: Array | None = None,
     reduction: Reduction = "none",
+    normalizer: float | Array | None = None,
 ) -> Array:
     r"""Elementwise binary cross-entropy from probabilities, as Keras 3.
 
@@ -339,6 +365,10 @@ def binary_cross_entropy(
       label_smoothing: ``α`` in ``[0, 1)``.
       weights: sample weights broadcastable to ``probs``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      normalizer: with ``reduction="mean"`` only: the sum is divided by this
+        number or 0-d array instead of the mean's own denominator (0 gives 0),
+        e.g. a global count across micro-batches and ranks
+        (:func:`xent.loss_denominator`); a constant for autodiff.
 
     Returns:
       The loss in the dtype of ``probs``, shape ``probs.shape`` for ``"none"``.
@@ -357,7 +387,7 @@ def binary_cross_entropy(
             y = y * (1.0 - alpha) + alpha / 2
         q = be.clip(p.value, eps, 1.0 - eps)
         loss = -(be.xlogy(y, q) + be.xlogy(1.0 - y, 1.0 - q))
-        return fe.reduce(p, loss, reduction, weights=w)
+        return fe.reduce(p, loss, reduction, weights=w, normalizer=normalizer)
 
 
 #: the six losses' names, in the order they are documented and reported

@@ -2,7 +2,8 @@
 
 ``jax.nn.log_softmax`` and ``jax.nn.softplus`` are exact where xent needs them;
 the sparse loss uses the shared max-shifted formula (what optax does, with the
-gathered difference kept exact). The dense loss has its own form (`traced.soft_nll`):
+gathered difference kept exact), its logits derivative written out (`traced.nll`).
+The dense loss has its own form (`traced.soft_nll`):
 on XLA's CPU backend any select in it splits the fused softmax reductions.
 """
 
@@ -61,6 +62,11 @@ class JaxBackend(Backend):
             out = jax.device_put(out, _placement(like.sharding, out.shape))
         return out
 
+    def placement_key(self, like: Array) -> Any:
+        if not self._concrete(like) or all(d.platform == "cpu" for d in like.devices()):
+            return None
+        return like.sharding, like.ndim  # (host data goes where _placement puts it for this sharding)
+
     def device(self, x: Array) -> Any:
         return x.device if self._concrete(x) else None
 
@@ -96,6 +102,12 @@ class JaxBackend(Backend):
         if jax.default_backend() != "cpu":  # (tuned for XLA's CPU backend only)
             return super().binary_nll(z, y, pos_weight)
         return traced.binary_nll(z, y, pos_weight, self, narrow)
+
+    def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None) -> Array:
+        # The shared formula's values and derivatives, the derivative written
+        # out: autodiff's backward writes two float32 copies of the logits
+        # (its gather's scatter, the saved exp), on every device (traced.nll).
+        return traced.nll(z, labels, axis, self, narrow)
 
     def soft_nll(self, z: Array, y: Array, axis: int, narrow: str | None = None) -> Array:
         # Large logits on XLA's CPU backend (the one it is tuned for); elsewhere

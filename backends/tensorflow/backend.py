@@ -54,7 +54,16 @@ class TensorflowBackend(Backend):
         return [d.name for d in tf.config.list_logical_devices()]
 
     def asarray(self, x: Any, like: Array) -> Array:
-        return tf.convert_to_tensor(x)
+        out = tf.convert_to_tensor(x)
+        if self.placement_key(like) is not None:  # (copied to like's accelerator once, not by each op)
+            with tf.device(like.device):
+                out = tf.identity(out)
+        return out
+
+    def placement_key(self, like: Array) -> Any:
+        if not tf.executing_eagerly() or not isinstance(like, tf.Tensor) or "CPU:" in like.device:
+            return None
+        return like.device or None
 
     def device(self, x: Array) -> Any:
         return x.device

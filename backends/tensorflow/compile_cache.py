@@ -20,6 +20,12 @@ a small one after hundreds, once it is clearly a training loop's. Each
 signature is its own concrete function, traced once: TF's "triggered
 tf.function retracing" warning never fires for xent, and a call skips
 tf.function's argument matching, which is slow.
+
+On an accelerator TF dispatches eager ops asynchronously, so the host's clock
+measures their dispatch, not the call, and waiting for the device to read a
+truer time would be a host sync in every call. There each op-by-op call is
+counted as at least ASYNC_CALL_S: a signature is compiled at its ninth call,
+after eight op by op.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ COMPILE_AFTER_S = 0.2
 #: compiled signatures kept at most (each holds an XLA executable); beyond,
 #: a new signature runs op by op.
 MAX_PROGRAMS = 256
+#: the least an op-by-op call counts for when a tensor of it is off the CPU
+#: (asynchronous dispatch: see the module's docstring).
+ASYNC_CALL_S = COMPILE_AFTER_S / 8
 
 _functions: dict[Any, Any] = {}  # (loss, static option names) -> tf.function
 _programs: dict[Any, Any] = {}  # signature -> its concrete function, or None: compiling failed
@@ -53,9 +62,9 @@ def running_eagerly() -> bool:
     return getattr(_local, "eager", False)
 
 
-def _timed_eagerly(key: Any, fn: Any, args: tuple[Array, ...], options: dict[str, Any]) -> Array:
+def _timed_eagerly(key: Any, fn: Any, args: tuple[Array, ...], options: dict[str, Any], least: float) -> Array:
     """``fn(*args, **options)`` op by op (``compiled`` declines inside it), its
-    time added to the signature's."""
+    time (at least ``least``) added to the signature's."""
     _local.eager = True
     started = _clock()
     try:
@@ -65,8 +74,13 @@ def _timed_eagerly(key: Any, fn: Any, args: tuple[Array, ...], options: dict[str
     with _lock:
         if len(_eager_s) > 10_000:  # (one-off signatures: forget them)
             _eager_s.clear()
-        _eager_s[key] = _eager_s.get(key, 0.0) + (_clock() - started)
+        _eager_s[key] = _eager_s.get(key, 0.0) + max(_clock() - started, least)
     return out
+
+
+def _off_host(device: str) -> bool:
+    """Whether a TF device name is not the host's CPU (ops there run asynchronously)."""
+    return "CPU:" not in device
 
 
 def _program(fn: Any, names: tuple[str, ...], args: tuple[Array, ...], options: dict[str, Any]) -> Any:
@@ -91,18 +105,21 @@ def compiled(be: Backend, fn: Any, check: Any, *args: Array, **options: Any) -> 
         return None
     names, tensors = split
     static = tuple((name, options[name]) for name in names)
-    key = (fn, static, tuple((tuple(t.shape), t.dtype, t.device) for t in tensors))
+    devices = tuple(t.device for t in tensors)
+    key = (fn, static, tuple((tuple(t.shape), t.dtype, d) for t, d in zip(tensors, devices)))
     try:
         hash(key)
     except TypeError:  # an option of another kind (the eager path says which)
         return None
     with _lock:
         program = _programs.get(key, _UNBUILT)
-        hot = _eager_s.get(key, -1.0) >= COMPILE_AFTER_S and len(_programs) < MAX_PROGRAMS
+        # (less a rounding's worth: eight calls of ASYNC_CALL_S add up to it)
+        hot = _eager_s.get(key, -1.0) >= COMPILE_AFTER_S - 1e-12 and len(_programs) < MAX_PROGRAMS
     if program is None:  # compiling it failed: the caller runs it eagerly
         return None
     if program is _UNBUILT and not hot:
-        return _timed_eagerly(key, fn, args, options)
+        least = ASYNC_CALL_S if any(_off_host(d) for d in devices) else 0.0
+        return _timed_eagerly(key, fn, args, options, least)
     if check is not None and not check():
         return None
     try:

@@ -47,6 +47,9 @@ class TorchBackend(Backend):
     def asarray(self, x: Any, like: Array) -> Array:
         return torch.as_tensor(x, device=like.device)
 
+    def placement_key(self, like: Array) -> Any:
+        return None if like.is_cpu or torch.compiler.is_compiling() or is_batched(like) else like.device
+
     def device(self, x: Array) -> Any:
         return x.device
 

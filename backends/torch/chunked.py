@@ -14,8 +14,17 @@ from .buffers import Buffers
 Array = Any
 
 
-#: values per chunk of the chunked softmax losses (4 MiB of float32: cache-sized).
+#: values per chunk of the chunked losses on the CPU (4 MiB of float32: cache-sized).
 CHUNK_ELEMENTS = 1 << 20
+#: values per chunk elsewhere (64 MiB of float32): on an accelerator each op is
+#: a kernel launch, so chunks are as large as memory allows them to be small
+#: next to the logits (a few dozen for a [8192, 128256] LM batch).
+DEVICE_CHUNK_ELEMENTS = 1 << 24
+
+
+def chunk_elements(x: Array) -> int:
+    """Values per chunk for a tensor on ``x``'s device."""
+    return CHUNK_ELEMENTS if x.is_cpu else DEVICE_CHUNK_ELEMENTS
 
 
 def _compute_dtype(x: Array) -> torch.dtype:
@@ -29,7 +38,7 @@ def _chunk_plan(z: Array) -> tuple[torch.dtype, int, Buffers]:
     chunks' reused buffers."""
     n, c = z.shape
     compute = _compute_dtype(z)
-    chunk = max(1, CHUNK_ELEMENTS // max(c, 1))
+    chunk = max(1, chunk_elements(z) // max(c, 1))
     return compute, chunk, Buffers(min(chunk, n), c, z.device, True)
 
 
@@ -143,31 +152,33 @@ class _ChunkedDenseNLL(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, z: Array, y: Array) -> Array:  # type: ignore[override]
+    def forward(ctx: Any, z: Array, y: Array, exact: bool) -> Array:  # type: ignore[override]
         compute, chunk, bufs = _chunk_plan(z)
         loss, m_all, lse_all, ysum_all = _per_row(z, compute, 4)
         for start, stop in _spans(z.shape[0], chunk):
             d, m = _chunk_shifted(z, start, stop, None, compute, bufs)
             yc = _chunk_of(y, start, stop, compute, bufs)
-            picked = torch.linalg.vecdot(yc, d, dim=1)
+            picked = torch.linalg.vecdot(yc, _guarded(d, yc) if exact else d, dim=1)
             ysum = yc.sum(1)
             lse = d.exp_().sum(1).log_()
             torch.sub(lse * ysum, picked, out=loss[start:stop])
             m_all[start:stop], lse_all[start:stop], ysum_all[start:stop] = m[:, 0], lse, ysum
         ctx.save_for_backward(z, y, m_all, lse_all, ysum_all)
-        ctx.chunk = chunk
+        ctx.chunk, ctx.exact = chunk, exact
         return loss
 
     @staticmethod
     def backward(ctx: Any, go: Array) -> tuple[Array | None, ...]:  # type: ignore[override]
         z, y, m_all, lse_all, ysum_all = ctx.saved_tensors
-        want_z, want_y = ctx.needs_input_grad
+        want_z, want_y = ctx.needs_input_grad[:2]
         go = go.to(m_all.dtype)
         if torch.is_grad_enabled():  # a recorded backward (second order)
             zc, yc, g = z.to(go.dtype), y.to(go.dtype), go[:, None]
-            log_s = torch.logsumexp(zc, 1, keepdim=True)
-            dz = (g * (torch.exp(zc - log_s) * yc.sum(1, keepdim=True) - yc)).to(z.dtype) if want_z else None
-            return dz, (g * (log_s - zc)).to(y.dtype) if want_y else None
+            d = zc - zc.amax(1, keepdim=True).detach()
+            log_s = torch.logsumexp(d, 1, keepdim=True)
+            dz = (g * (torch.exp(d - log_s) * yc.sum(1, keepdim=True) - yc)).to(z.dtype) if want_z else None
+            dy = (g * (log_s - (_guarded(d, yc) if ctx.exact else d))).to(y.dtype) if want_y else None
+            return dz, dy, None
         compute, _, bufs = _chunk_plan(z)
         dz = torch.empty_like(z) if want_z else None
         dy = torch.empty_like(y) if want_y else None
@@ -175,19 +186,29 @@ class _ChunkedDenseNLL(torch.autograd.Function):
             d, _ = _chunk_shifted(z, start, stop, m_all[start:stop, None], compute, bufs)
             gc = go[start:stop, None]
             if dy is not None:  # g·(lse - (z - m)), before d is overwritten
-                diff = torch.sub(lse_all[start:stop, None], d, out=bufs.get("t", stop - start, compute))
+                dd = _guarded(d, _chunk_of(y, start, stop, compute, bufs)) if ctx.exact else d
+                diff = torch.sub(lse_all[start:stop, None], dd, out=bufs.get("t", stop - start, compute))
                 dy[start:stop].copy_(diff.mul_(gc))
             if dz is not None:  # g·(Σy·exp(z - m - lse) - y)
                 scale = gc * ysum_all[start:stop, None]
                 d.sub_(lse_all[start:stop, None]).exp_().mul_(scale)
                 dz[start:stop].copy_(d.addcmul_(_chunk_of(y, start, stop, compute, bufs), gc, value=-1))
-        return dz, dy
+        return dz, dy, None
 
 
-def chunked_dense_nll(z: Array, y: Array) -> Array:
+def _guarded(d: Array, y: Array) -> Array:
+    """``d`` with 0 where the label ``y`` is 0 and ``d`` is ``-inf`` (a fresh
+    chunk): its product with ``y`` is then 0 there, not NaN, and so is the
+    labels' gradient's ``-inf`` (``Backend.unweighted_inf_as_zero``)."""
+    return d.masked_fill((y == 0) & torch.isinf(d), 0.0)
+
+
+def chunked_dense_nll(z: Array, y: Array, exact: bool) -> Array:
     """Per-row loss (compute dtype) of ``z [N, C]`` and real labels ``y [N, C]``
-    of its dtype; see :class:`_ChunkedDenseNLL`."""
-    return _ChunkedDenseNLL.apply(z, y)
+    of its dtype; see :class:`_ChunkedDenseNLL`. ``exact``: a zero label under
+    a ``-inf`` logit counts 0 (one more pass per chunk), not NaN for the
+    caller to catch."""
+    return _ChunkedDenseNLL.apply(z, y, exact)
 
 
 class _ChunkedBinaryNLL(torch.autograd.Function):
@@ -208,9 +229,10 @@ class _ChunkedBinaryNLL(torch.autograd.Function):
         flat_z, flat_y = z.reshape(-1), y.reshape(-1)
         n = flat_z.numel()
         compute = _compute_dtype(z)
-        sums = torch.empty(-(-n // CHUNK_ELEMENTS), dtype=compute, device=z.device) if total else None
+        step = chunk_elements(z)
+        sums = torch.empty(-(-n // step), dtype=compute, device=z.device) if total else None
         out = None if total else torch.empty_like(flat_z)
-        for i, (start, stop) in enumerate(_spans(n, CHUNK_ELEMENTS)):
+        for i, (start, stop) in enumerate(_spans(n, step)):
             loss = value(flat_z[start:stop].to(compute), flat_y[start:stop].to(compute), None)
             if sums is not None:
                 sums[i] = loss.sum()
@@ -238,8 +260,9 @@ class _ChunkedBinaryNLL(torch.autograd.Function):
         g = go.to(compute) if ctx.total else None
         dz = torch.empty_like(flat_z) if want_z else None
         dy = torch.empty_like(flat_y) if want_y else None
-        buf = torch.empty(min(flat_z.numel(), CHUNK_ELEMENTS), dtype=compute, device=z.device)  # (never z itself)
-        for start, stop in _spans(flat_z.numel(), CHUNK_ELEMENTS):
+        step = chunk_elements(z)
+        buf = torch.empty(min(flat_z.numel(), step), dtype=compute, device=z.device)  # (never z itself)
+        for start, stop in _spans(flat_z.numel(), step):
             zc = buf[: stop - start].copy_(flat_z[start:stop])
             gc = g if flat_g is None else flat_g[start:stop].to(compute)
             assert gc is not None  # (g is set exactly when flat_g is None)

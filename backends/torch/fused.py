@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .._base import Backend, labels_valid
+from . import tensors
 from .binary import SUM_CHECK_MIN, BinaryNLL
 from .tensors import HALF, autocast, down, forward_mode, recorded, up
 
@@ -40,6 +41,7 @@ _mode_active = torch._C._is_torch_function_mode_enabled
 _Tensor = torch.Tensor
 _ONES: dict[tuple[torch.dtype, torch.device], Array] = {}  # (_small_binary_nll)
 _INT64 = torch.int64
+_INDEX_DTYPES = frozenset((torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8))
 
 
 def _fusable(logits: Array, reduction: str, axis: int | None = None) -> int | None:
@@ -66,6 +68,25 @@ def _fusable(logits: Array, reduction: str, axis: int | None = None) -> int | No
     if dtype in HALF and autocast(logits):
         return None  # (the general path returns float32 there, as torch.autocast does)
     return None if _is_compiling() or _functorch_active() else enum
+
+
+def _on_device(logits: Array, reduction: str, axis: int | None = None) -> bool:
+    """Whether a loss takes its chunked kernel off the CPU (on an accelerator,
+    or wherever the host cannot read values for free: ``tensors.host_readable``):
+    large half-precision logits, eagerly, outside torch.autocast, and for the
+    softmax losses ``[N, C]`` with the class axis last. There the general path
+    would upcast the whole logits to float32 (a float32 copy, a float32
+    ``log_softmax`` and float32 gradients: about 18 bytes per logit forward and
+    backward, where torch's own bfloat16 loss takes 6); the chunked kernels
+    hold one float32 chunk, and read nothing on the host: out-of-range labels
+    are clipped and their losses made NaN, as the general path does there."""
+    if type(logits) is not _Tensor or logits.dtype not in HALF or reduction not in _REDUCTIONS:
+        return False
+    if logits.numel() <= CHUNKED_MIN or tensors.host_readable(logits):
+        return False
+    if axis is not None and not (logits.ndim == 2 and type(axis) is int and axis in (1, -1)):
+        return False
+    return not (forward_mode() or autocast(logits) or _is_compiling() or _functorch_active())
 
 
 def _cross_entropy(x: Array, target: Array, enum: int, ignore_index: int = -100) -> Array:
@@ -97,8 +118,8 @@ def _chunked(logits: Array) -> bool:
 
 
 def _flat_pair(logits: Array, labels: Array) -> bool:
-    """Whether both are contiguous CPU tensors (the sigmoid kernel's flat chunks)."""
-    return logits.is_contiguous() and labels.is_contiguous() and labels.is_cpu
+    """Whether both are contiguous tensors on one device (the sigmoid kernel's flat chunks)."""
+    return logits.is_contiguous() and labels.is_contiguous() and labels.device == logits.device
 
 
 def _reduce(loss: Array, reduction: str, count: int) -> Array:
@@ -147,10 +168,16 @@ def fused_sparse(
     # small mean with ignore_index (torch gives NaN when every entry is
     # ignored, xent 0), accelerators (a device assert, not NaN) and
     # torch.compile (out-of-range labels must give NaN there).
-    if type(labels) is not _Tensor or labels.dtype is not _INT64:
+    if type(labels) is not _Tensor or (ignore_index is not None and type(ignore_index) is not int):
+        return None
+    if labels.dtype is not _INT64:
+        if labels.dtype in _INDEX_DTYPES and _on_device(logits, reduction, axis):
+            return _device_sparse(logits, labels, reduction, ignore_index)
         return None
     enum = _fusable(logits, reduction, axis)
-    if enum is None or (ignore_index is not None and type(ignore_index) is not int):
+    if enum is None:
+        if _on_device(logits, reduction, axis):
+            return _device_sparse(logits, labels, reduction, ignore_index)
         return None
     if logits.numel() > CHUNKED_MIN and logits.ndim == 2 and not forward_mode():  # (_chunked, inline)
         if labels.shape != logits.shape[:1] or not labels.is_cpu:
@@ -191,18 +218,49 @@ def _chunked_sparse(
     loss = chunked_sparse_nll(logits, labels if keep is None else labels.masked_fill(~keep, 0), keep)
     return down(_reduce(loss, reduction, kept), logits.dtype)
 
+def _device_sparse(logits: Array, labels: Array, reduction: str, ignore_index: int | None) -> Array | None:
+    # The chunked kernel off the CPU: labels clipped on the device, the losses
+    # of out-of-range ones made NaN (their gradients those of the clipped
+    # label, as the general path's), the mean's count a device tensor.
+    from .chunked import chunked_sparse_nll
+
+    n, c = logits.shape
+    if labels.shape != (n,) or labels.device != logits.device:
+        return None  # (the general path names the mismatch)
+    y = labels.long()
+    keep = None if ignore_index is None else y != ignore_index
+    bad = (y < 0) | (y >= c)
+    if keep is not None:
+        bad = bad & keep
+        y = y.masked_fill(~keep, 0)
+    loss = chunked_sparse_nll(logits, y.clamp(0, c - 1), keep)
+    loss = loss + torch.where(bad, math.nan, 0.0)
+    if reduction == "none":
+        return loss.to(logits.dtype)
+    total = loss.sum()
+    if reduction == "mean":
+        total = total / (max(n, 1) if keep is None else keep.sum().clamp_min(1))
+    return total.to(logits.dtype)
+
+
 def fused_dense(be: Backend, logits: Array, labels: Array, *, axis: Any, reduction: Any) -> Array | None:
     # F.cross_entropy with probability targets, reduction included (large
     # logits: the chunked kernel), unless its result has a NaN (a zero
     # label under a -inf logit, where xent's loss is finite; or NaN inputs,
     # which the general path gives again).
-    enum = _fusable(logits, reduction, axis) if _like(labels, logits) else None
+    if not _like(labels, logits):
+        return None
+    enum = _fusable(logits, reduction, axis)
     if enum is None:
+        if _on_device(logits, reduction, axis) and labels.device == logits.device:
+            from .chunked import chunked_dense_nll  # (exact at 0·-inf there: no host check to fall back on)
+
+            return down(_reduce(chunked_dense_nll(logits, labels, True), reduction, logits.shape[0]), logits.dtype)
         return None
     if _chunked(logits) and labels.is_cpu:
         from .chunked import chunked_dense_nll
 
-        loss = _reduce(chunked_dense_nll(logits, labels), reduction, logits.shape[0])
+        loss = _reduce(chunked_dense_nll(logits, labels, False), reduction, logits.shape[0])
     else:
         try:
             loss = _cross_entropy(up(logits), up(labels), enum)
@@ -214,7 +272,14 @@ def fused_sigmoid(be: Backend, logits: Array, labels: Array, *, reduction: Any) 
     # The general path's own node (BinaryNLL), without the front end; small
     # inputs that no autodiff records, without the node (_small_binary_nll);
     # large ones chunk by chunk (chunked._ChunkedBinaryNLL).
-    if not _like(labels, logits) or _fusable(logits, reduction) is None:
+    if not _like(labels, logits):
+        return None
+    if _fusable(logits, reduction) is None:
+        if _on_device(logits, reduction) and _flat_pair(logits, labels):
+            from .chunked import chunked_binary_nll
+
+            loss = chunked_binary_nll(logits, labels, BinaryNLL.value, reduction != "none")
+            return down(_reduce(loss, reduction, logits.numel()), logits.dtype)
         return None
     if _large(logits) and _flat_pair(logits, labels):
         from .chunked import chunked_binary_nll

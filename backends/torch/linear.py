@@ -26,8 +26,10 @@ this module adds is the ``[rows, V]`` work done in place: inside an
     accumulates in float32 and rounds once, the numbers a float32 accumulator
     cast at the end would give. With several chunks, ``addmm_`` of the
     compute-dtype ``g`` into a float32 accumulator (a float32 GEMM for half
-    inputs; the CPU has no bf16 GEMM with a float32 output), cast to the
-    weight's dtype once at the end;
+    inputs, on the CPU, which has no bf16 GEMM with a float32 output), cast to
+    the weight's dtype once at the end. Where torch has that GEMM (CUDA:
+    ``mm``/``addmm`` with ``out_dtype``), the half ``g`` and ``h`` go into it
+    and the float32 accumulator directly (:func:`half_gemm_to_float32`);
   * ``db += Σ_rows g`` in the compute dtype.
 
 The ``[rows, V]`` buffers are allocated once per call and reused by every chunk
@@ -180,6 +182,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if need_w:
                 if single:  # one product: the matmul's own float32 accumulation, rounded once
                     dW = torch.mm(gh.t(), hc)
+                elif gh is not g and bufs.enabled and half_gemm_to_float32(W):
+                    # half operands, float32 output and accumulator (CUDA's
+                    # GEMM with out_dtype): no float32 GEMM of upcast copies
+                    if dW is None:
+                        dW = torch.mm(gh.t(), hc, out_dtype=compute)
+                    else:
+                        torch.addmm(dW, gh.t(), hc, out_dtype=compute, out=dW)
                 elif dW is None:
                     dW = torch.mm(g.t(), hc.to(compute))  # float32 accumulator for half inputs
                 else:
@@ -192,6 +201,28 @@ class _LinearCrossEntropy(torch.autograd.Function):
             None if db is None else db.to(b.dtype),
             None, None, None, None,
         )
+
+
+_HALF_GEMM_TO_FLOAT32: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def half_gemm_to_float32(x: Array) -> bool:
+    """Whether torch multiplies half matrices of ``x``'s dtype into a float32
+    output on ``x``'s device type (``mm``/``addmm`` with ``out_dtype``: CUDA,
+    not the CPU). Tried once per device type and dtype on a small product
+    whose float32 value is known (one host read, then cached)."""
+    key = (x.device.type, x.dtype)
+    ok = _HALF_GEMM_TO_FLOAT32.get(key)
+    if ok is None:
+        try:
+            a = torch.full((2, 3), 1.5, dtype=x.dtype, device=x.device)
+            out = torch.mm(a, a.t(), out_dtype=torch.float32)
+            torch.addmm(out, a, a.t(), out_dtype=torch.float32, out=out)
+            ok = out.dtype == torch.float32 and (out.is_meta or bool((out == 13.5).all()))
+        except (RuntimeError, NotImplementedError, TypeError):
+            ok = False
+        _HALF_GEMM_TO_FLOAT32[key] = ok
+    return ok
 
 
 def _recorded_grads(h: Array, W: Array, b: Array | None, y: Array, cw: Array | None, be: Backend,

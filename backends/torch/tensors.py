@@ -33,8 +33,13 @@ def down(x: Array, dtype: torch.dtype) -> Array:
 
 
 def autocast(x: Array) -> bool:
-    """Whether torch.autocast is on for ``x``'s device."""
-    return torch.is_autocast_enabled(x.device.type)
+    """Whether torch.autocast is on for ``x``'s device (never on a device
+    that autocast does not know, such as ``meta``, where asking raises)."""
+    kind = x.device.type
+    return _autocast_available(kind) and torch.is_autocast_enabled(kind)
+
+
+_autocast_available = getattr(torch.amp, "is_autocast_available", lambda kind: True)
 
 
 _BATCHED_CHECKS = tuple(

@@ -218,3 +218,78 @@ def test_bench_device_gpu_without_one_names_what_is_missing(tmp_path):  # type: 
     cells = json.loads(out.read_text())["cells"]
     assert cells and {cell["backend"] for cell in cells} == {"torch"}
     assert all("torch sees no CUDA device" in cell["note"] for cell in cells)
+
+
+def test_bench_runs_each_framework_in_a_process_of_its_own(tmp_path):  # type: ignore[no-untyped-def]
+    # In one process, JAX's and TF's GPU preallocation and each framework's
+    # allocator and threads would weigh on the others' numbers: each framework
+    # is measured in a fresh process (a pid per framework, not the parent's),
+    # and the parent merges the cells in the plan's order. A run of one
+    # framework stays in the parent.
+    torch = pytest.importorskip("torch")
+    argv = [sys.executable, "-m", "xent", "bench", "--sizes", "32x10", "--losses", "sparse", "--dtypes", "float32",
+            "--quick", "--no-progress", "--pairs", "1"]
+    out = tmp_path / "bench.json"
+    proc = subprocess.Popen([*argv, "--backends", "torch,numpy", "--json", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    data = json.loads(out.read_text())
+    pids = data["pids"]
+    assert set(pids) == {"numpy", "torch"}
+    assert len(set(pids.values())) == 2 and proc.pid not in pids.values()
+    assert [(c["backend"], c["mode"]) for c in data["cells"]] == [("torch", "fwd"), ("torch", "fwd+bwd"),
+                                                                  ("numpy", "fwd")]  # as --backends says
+    assert not [c["note"] for c in data["cells"] if c["note"]]
+    # what the workers saw reaches the table, the summary and the JSON
+    assert data["machine"]["torch"] == torch.__version__ and "numpy_32x10" in data["extras"]
+    assert "lookup_us" in data["extras"] and "small eager torch" in stdout and "3 cells in" in stdout
+
+    proc = subprocess.Popen([*argv, "--backends", "numpy", "--json", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.communicate(timeout=300)
+    assert proc.returncode == 0
+    assert json.loads(out.read_text())["pids"] == {"numpy": proc.pid}
+
+
+def test_bench_device_gpu_without_one_fails_in_each_worker(tmp_path):  # type: ignore[no-untyped-def]
+    # Two frameworks, two worker processes: each one's cells name the framework
+    # that sees no GPU, and the run fails.
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "xent", "bench", "--device", "gpu", "--backends", "torch,jax", "--sizes", "32x10",
+         "--losses", "sparse", "--dtypes", "float32", "--quick", "--no-progress", "--pairs", "1",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1
+    cells = json.loads(out.read_text())["cells"]
+    assert {cell["backend"] for cell in cells} == {"torch", "jax"}
+    for cell in cells:
+        missing = "torch sees no CUDA device" if cell["backend"] == "torch" else "JAX sees no such device"
+        assert missing in cell["note"], cell
+    assert "JAX sees no such device" in proc.stdout
+
+
+def test_linear_benchmark_device_gpu_without_one_names_the_framework(tmp_path):  # type: ignore[no-untyped-def]
+    # benchmarks/linear.py --device gpu: a framework that sees no GPU fails the
+    # run with a message that names it, instead of timing the CPU unnoticed.
+    import pathlib
+
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    script = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "linear.py"
+    if not script.exists():
+        pytest.skip("no benchmarks/ here")
+    out = tmp_path / "linear.json"
+    proc = subprocess.run([sys.executable, str(script), "--device", "gpu", "--repeats", "1", "--impls", "xent-torch",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "xent-torch      error: --device gpu: torch sees no CUDA device" in proc.stdout
+    assert json.loads(out.read_text())["results"] == [
+        {"impl": "xent-torch", "error": "--device gpu: torch sees no CUDA device"}]

@@ -51,6 +51,7 @@ PROBES = {
     "logit_softcap": [3.0],
     "pos_weight": [np.linspace(0.5, 2.0, C)],
     "epsilon": [1e-3],
+    "normalizer": [3.0],  # (with reduction="mean": _call)
 }
 
 
@@ -75,6 +76,8 @@ def _call(fw, name, option, value):  # type: ignore[no-untyped-def]
     elif isinstance(value, np.ndarray):
         value = fw.asarray(value, "float32")
     labels = fw.asarray(y, "int64") if class_ids else fw.asarray(y, "float32")
+    if option == "normalizer":  # (a mean's option)
+        return fw.asarray(x, "float32"), labels, {option: value, "reduction": "mean"}
     return fw.asarray(x, "float32"), labels, {option: value}
 
 

@@ -75,3 +75,27 @@ def test_jax_numpy_options_still_run_as_one_compiled_program():
     static = [names for fn, names in compile_cache._jitted if fn is xent.sparse_softmax_cross_entropy]
     assert static and not {"class_weights", "weights"} & set(static[0])  # (passed as arrays)
     assert_close(out, ref.sparse(Z, Y, cw=cw, w=w, reduction="mean"), num_classes=7, reduced=24)
+
+
+@pytest.mark.parametrize("name", ["sparse_softmax_cross_entropy", "softmax_cross_entropy"])
+def test_jax_numpy_labels_run_as_one_compiled_program(name):
+    # NumPy labels are moved to JAX before the program (class ids checked on
+    # the host first, where reading them is free), not left to send the call
+    # op by op; bad ones still get xent's own error.
+    jax_or_skip()
+    import jax.numpy as jnp
+
+    from xent.backends.jax import compile_cache
+
+    loss = getattr(xent, name)
+    labels = Y if name.startswith("sparse") else np.eye(7)[Y] * 0.9
+    compile_cache._jitted.clear()
+    out = loss(jnp.asarray(Z), labels, reduction="sum")
+    assert [fn for fn, _ in compile_cache._jitted] == [loss]
+    want = ref.sparse(Z, Y, reduction="sum") if name.startswith("sparse") else ref.dense(Z, labels, reduction="sum")
+    assert_close(out, want, num_classes=7, reduced=24)
+    if name.startswith("sparse"):
+        bad = Y.copy()
+        bad[3] = 7
+        with pytest.raises(ValueError, match="out-of-range label values: 7"):
+            loss(jnp.asarray(Z), bad)

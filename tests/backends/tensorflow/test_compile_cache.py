@@ -178,3 +178,24 @@ def test_tensorflow_compiled_calls_second_order_and_variables(tf_functions):
     s = 1 / (1 + np.exp(-Z.astype(np.float64)))
     assert_close(gz, ref.sigmoid_grads(Z, BIN)[0])
     assert_close(hess_diag, s * (1 - s))
+
+
+def test_tensorflow_counts_asynchronous_calls_at_least_an_eighth_of_a_compile(tf_functions, monkeypatch):
+    # Off the CPU the host's clock sees only the dispatch (here: no time at
+    # all), so each op-by-op call counts as ASYNC_CALL_S: compiled at the
+    # eighth call, without reading anything from the device. On the CPU the
+    # clock is the call's time: a call that takes none never compiles.
+    tf = tf_or_skip()
+    monkeypatch.setattr(tf_functions, "_clock", lambda: 0.0)
+    monkeypatch.setattr(tf_functions, "COMPILE_AFTER_S", 0.2)
+    monkeypatch.setattr(tf_functions, "ASYNC_CALL_S", 0.2 / 8)
+    fn = xent.sigmoid_cross_entropy
+    z, y = tf.constant(Z), tf.constant(BIN)
+    for _ in range(10):
+        fn(z, y, reduction="sum")
+    assert not compiled_in(tf_functions, fn)
+    monkeypatch.setattr(tf_functions, "_off_host", lambda device: True)
+    want = ref.sigmoid(Z, BIN, reduction="sum")
+    for call in range(10):
+        assert_close(fn(z, y, reduction="sum"), want, reduced=Z.size)
+        assert compiled_in(tf_functions, fn) == (call >= 8)
