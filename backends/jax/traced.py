@@ -1,5 +1,6 @@
-"""JAX: the forms of the dense and sigmoid losses that XLA's CPU backend
-fuses, with their derivatives written out (``jax.custom_jvp``)."""
+"""JAX: the forms of the softmax and sigmoid losses that XLA fuses, with their
+derivatives written out (``jax.custom_jvp``): the sparse loss's on every
+device, the dense and sigmoid losses' on XLA's CPU backend."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
 from .._base import Array, Backend
+from .._rows import RowStats, combine
 
 #: from this many logits on, the dense loss is computed by `soft_nll`.
 SOFT_NLL_MIN = 1 << 20
@@ -73,6 +75,71 @@ def _soft_nll_jvp(
         zs, ms = _apart(z, m)
         out = out + jnp.sum((jnp.log(total) - be.unweighted_inf_as_zero(y, zs - ms)) * dy, axis)
     return rows, out
+
+
+def _nll_parts(z: Array, labels: Array, axis: int, be: Backend, narrow: str | None) -> tuple[Array, Array, Array]:
+    """``Backend.nll``'s rows (the shared formula, ``_rows.row_stats`` and
+    ``combine``, term by term), and the row max ``m`` and ``Σ exp(z - m)``.
+
+    The label's logit is gathered from the half input itself (`_held`; the
+    same value): XLA's CPU backend otherwise shares one float32 upcast of the
+    logits between the gather and the row sum, and writes it out."""
+    m = be.row_max(z, axis, narrow)
+    total = jnp.sum(jnp.exp(z - m), axis)
+    source = z if narrow is None else _held(narrow, z)[0]
+    picked = jnp.sum(jnp.take_along_axis(source, jnp.expand_dims(labels, axis), axis) - m, axis)
+    return combine(be, RowStats(jnp.sum(m, axis), total, picked)), m, total
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def nll(z: Array, labels: Array, axis: int, be: Backend, narrow: str | None) -> Array:
+    """``Backend.nll`` for JAX: the same values, and the same derivatives
+    written out, ``∂/∂z = softmax(z) - onehot(y)``, in the expressions JAX's
+    autodiff of the shared formula computes (``e^{z - m}·(g / Σ e^{z - m})``,
+    then ``- g`` at the label), forward and reverse mode, higher orders: as
+    accurate, equal up to the rounding of ``e^{z - m}``, which XLA computes in
+    another fused loop.
+
+    Autodiff transposes the label's gather into a scatter into float32 zeros
+    the logits' size, and keeps ``e^{z - m}`` from the forward for the
+    backward: two float32 copies of the logits (optax's loss on half inputs
+    writes them in its own dtype). Written out, the backward is one
+    elementwise pass over the logits (the label by comparison with the class
+    index; ``e^{z - m}`` again, from the half input where ``narrow``): no
+    logits-sized temporary beside the gradient itself.
+    """
+    return _nll_parts(z, labels, axis, be, narrow)[0]
+
+
+@functools.partial(nll.defjvp, symbolic_zeros=True)
+def _nll_jvp(
+    axis: int, be: Backend, narrow: str | None, primals: tuple[Array, Array], tangents: tuple[Any, Any]
+) -> Any:
+    z, labels = primals
+    dz = tangents[0]
+    rows, m, total = _nll_parts(z, labels, axis, be, narrow)
+    if not _given(dz):
+        return rows, jnp.zeros_like(rows)
+    zs, ms = _apart(z, m) if narrow is None else _held(narrow, z, m)
+    index = jnp.int32 if z.shape[axis] < 2**31 else jnp.int64
+    hit = jax.lax.broadcasted_iota(index, z.shape, axis) == jnp.expand_dims(labels.astype(index), axis)
+    return rows, jnp.sum(jnp.exp(zs - ms) * dz, axis) / total - jnp.sum(jnp.where(hit, dz, 0.0), axis)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _held(narrow: str, *xs: Array) -> tuple[Array, ...]:
+    """``xs`` unchanged, each read from the half dtype ``narrow`` it was upcast
+    from (the same value), kept `_apart` from their other uses: XLA then
+    fuses each use's upcast into that use's loop, where it otherwise shares
+    one upcast, written out, logits-sized. The derivative is the identity
+    (tangents are not rounded to ``narrow``)."""
+    held = _apart(*(x.astype(narrow) for x in xs))
+    return tuple(h.astype(x.dtype) for h, x in zip(held, xs))
+
+
+@_held.defjvp
+def _held_jvp(narrow: str, primals: tuple[Array, ...], tangents: tuple[Any, ...]) -> Any:
+    return _held(narrow, *primals), tuple(tangents)
 
 
 def _given(tangent: Any) -> bool:
