@@ -465,10 +465,13 @@ class Backend:
         return combine(self, row_stats(self, z, axis, labels=labels, narrow=narrow))
 
     # ----------------------------------------------------------- collectives
-    def all_reduce(self, x: Array, op: str, group: Any) -> Array:
-        """``x`` reduced elementwise over the processes of ``group`` (``op``:
-        ``"max"`` or ``"sum"``), on the framework's own collectives. A loss over
-        a vocabulary split across devices all-reduces the row max, then the
-        row statistics (:mod:`xent.backends._rows`). Backends without
-        collectives raise."""
-        raise NotImplementedError(f"the {self.name} backend has no collectives (all_reduce)")
+    def collectives(self, group: Any, like: Array) -> Any:
+        """The collectives of ``group`` on the framework's own engine, for
+        arrays like ``like`` (:mod:`xent.distributed`): an object with
+        ``max(x)`` (elementwise over the group's processes, no gradient),
+        ``sum(*xs)`` (each elementwise, packed into one all-reduce; its
+        gradient is the identity, since every process computes the same loss
+        from the sums) and ``layout(width)``
+        (this process's first class id and the group's total width, for
+        shards of ``width`` classes). Backends without collectives raise."""
+        raise NotImplementedError(f"the {self.name} backend has no collectives")

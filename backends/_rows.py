@@ -20,7 +20,8 @@ Each statistic but ``m`` is a sum over classes, so for a vocabulary split
 across devices the statistics of the whole row are the sums of the shards'
 statistics once every shard shifts by the same ``m``, the maximum of the
 shards' maxima: :func:`row_stats` takes that ``m`` as an argument, between
-the two all-reduces a distributed loss needs (:meth:`Backend.all_reduce`).
+the two all-reduces a distributed loss needs (:meth:`Backend.collectives`,
+:mod:`xent.distributed`).
 """
 
 from __future__ import annotations

@@ -67,6 +67,11 @@ class JaxBackend(Backend):
             return None
         return like.sharding, like.ndim  # (host data goes where _placement puts it for this sharding)
 
+    def collectives(self, group: Any, like: Array) -> Any:
+        from .distributed import Collectives  # (lazily)
+
+        return Collectives(group, like)
+
     def device(self, x: Array) -> Any:
         return x.device if self._concrete(x) else None
 

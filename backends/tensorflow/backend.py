@@ -65,6 +65,11 @@ class TensorflowBackend(Backend):
             return None
         return like.device or None
 
+    def collectives(self, group: Any, like: Array) -> Any:
+        from .distributed import Collectives  # (lazily)
+
+        return Collectives(group, like)
+
     def device(self, x: Array) -> Any:
         return x.device
 

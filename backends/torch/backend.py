@@ -50,6 +50,11 @@ class TorchBackend(Backend):
     def placement_key(self, like: Array) -> Any:
         return None if like.is_cpu or torch.compiler.is_compiling() or is_batched(like) else like.device
 
+    def collectives(self, group: Any, like: Array) -> Any:
+        from .distributed import Collectives  # (lazily)
+
+        return Collectives(group, like)
+
     def device(self, x: Array) -> Any:
         return x.device
 

@@ -68,4 +68,4 @@ def test_soft_labels_ignore_minus_inf_under_zero_weight():  # type: ignore[no-un
 
 def test_backends_without_collectives_say_so():  # type: ignore[no-untyped-def]
     with pytest.raises(NotImplementedError, match="numpy backend has no collectives"):
-        BE.all_reduce(Z, "sum", None)
+        BE.collectives(None, Z)

@@ -1,0 +1,153 @@
+"""Vocab-parallel cross-entropy: logits sharded over the class axis across a
+tensor-parallel group, on each framework's own collectives.
+
+Each process holds a contiguous slice of the class axis (its *shard*). Per row
+the loss needs the global max ``m`` and three sums over classes, which are
+sums of the shards' sums once every shard shifts by the same ``m``
+(:mod:`xent.backends._rows`): so a call makes an all-reduce MAX of the shards'
+row maxima, then **one** all-reduce SUM of the packed statistics ``[Σ exp(z−m),
+z_y − m, Σ_c w_c·(z_c − m)]``, whatever options are on, and combines them with
+exactly the single-device formula. Label smoothing is over the real global
+vocabulary; class weights are the full ``[V]`` vector; padded lanes past
+``vocab_size`` never count. The backward pass communicates nothing: each
+process's logit gradient is ``softmax_local·a − onehot_local·b`` from the
+all-reduced statistics.
+
+Collectives, by framework (``group=``):
+
+* **torch**: a ``torch.distributed`` process group (None: the default group),
+  eagerly; ``vocab_start`` defaults to the lower ranks' widths summed (one
+  all-gather of the widths: shards may be uneven).
+* **JAX**: the mesh axis name(s) of the class axis, inside ``shard_map``;
+  shards are even (shard ``i`` starts at ``i·width``).
+* **TensorFlow**: the ``tf.distribute`` replica context (None: the current
+  one, inside ``strategy.run``); TF all-reduces only SUM and MEAN, so the max
+  is an all-gather of the replicas' maxima. Shards are even.
+
+Every process gets the same loss. Out-of-range labels raise ``ValueError``
+where they can be read eagerly on the host, and give NaN elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from xent import _frontend as fe
+from xent._frontend import Reduction
+from xent.backends._rows import RowStats, combine
+
+Array = Any
+
+__all__ = ["sparse_softmax_cross_entropy"]
+
+
+@fe.plain_python
+def sparse_softmax_cross_entropy(
+    logits: Array,
+    labels: Array,
+    *,
+    group: Any = None,
+    vocab_start: int | Array | None = None,
+    vocab_size: int | None = None,
+    axis: int = -1,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    class_weights: Array | None = None,
+    weights: Array | None = None,
+    reduction: Reduction = "none",
+    z_loss: float = 0.0,
+    logit_softcap: float | None = None,
+    normalizer: float | Array | None = None,
+) -> Array:
+    r""":func:`xent.sparse_softmax_cross_entropy` of logits sharded over the class axis.
+
+    Args:
+      logits: this process's shard ``[..., V_local, ...]`` of the class axis
+        (contiguous classes ``vocab_start .. vocab_start + V_local``).
+      labels: global class ids in ``[0, vocab_size)``, the same on every
+        process (a label may live on any shard), shape = ``logits`` without
+        ``axis``.
+      group: the collectives' group (torch process group, JAX mesh axis
+        name(s), TF replica context; see the module's docstring).
+      vocab_start: the global id of this shard's first class; default: the
+        lower processes' shard widths summed.
+      vocab_size: the real vocabulary when the shards are padded (lanes at or
+        past it never count, not even in smoothing); default: every shard's
+        width summed.
+      axis, ignore_index, label_smoothing, class_weights, weights, reduction,
+      z_loss, logit_softcap, normalizer: as in
+        :func:`xent.sparse_softmax_cross_entropy`; ``class_weights`` is the
+        full ``[vocab_size]`` vector on every process.
+
+    Returns:
+      The loss, identical on every process, in the dtype of ``logits``.
+
+    Raises:
+      ValueError: as the single-device loss; a ``vocab_size`` or
+        ``vocab_start`` that does not fit the shards.
+      RuntimeError: torch without an initialised process group.
+    """
+    p, axis, width, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
+    alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
+    zl = fe.check_z_loss(z_loss)
+    cap = fe.check_softcap(logit_softcap)
+    be = p.backend
+    coll = be.collectives(group, p.value)
+    start, total = _layout(coll, width, vocab_start)
+    vocab = total if vocab_size is None else _vocab_size(vocab_size, total)
+    y = fe.sparse_labels(p, labels, axis, vocab, ignore_index)
+    cw = None if class_weights is None else fe.class_weight_vector(p, class_weights, vocab)
+    with be.errstate():
+        z = fe.softcap(be, p.value, cap)
+        # (class ids in int32: any real vocabulary fits, and JAX without x64 has no int64)
+        lanes = be.asarray(np.arange(width, dtype=np.int32), like=p.value) + start  # global ids
+        padded = vocab_size is not None
+        if padded:  # lanes past the real vocabulary: -inf, and weight 0 in smoothing
+            z = be.where(fe.along_axis(p, lanes < vocab, axis), z, -np.inf)
+        m = coll.max(be.row_max(z, axis))
+        d = z - m
+        sumexp = be.sum(be.exp(d), axis)
+        local = be.cast(y.safe, "int32") - start
+        mine = (local >= 0) & (local < width)
+        at = be.clip(local, 0, width - 1)
+        picked = be.where(mine, be.sum(be.take_along_axis(z, be.expand_dims(at, axis), axis), axis), 0.0)
+        sums = [sumexp, picked - be.where(mine, be.sum(m, axis), 0.0)]
+        if alpha:
+            lane_w = None if cw is None else be.take(cw, be.clip(lanes, 0, vocab - 1))
+            if padded:
+                inside = be.cast(lanes < vocab, p.compute_dtype)
+                lane_w = inside if lane_w is None else lane_w * inside
+            if lane_w is None:
+                sums.append(be.sum(d, axis))
+            else:
+                sums.append(be.sum(be.weigh(fe.along_axis(p, lane_w, axis), d), axis))
+        summed = coll.sum(*sums)
+        stats = RowStats(be.sum(m, axis), summed[0], summed[1], None, summed[2] if alpha else None)
+        class_w = None if cw is None else be.take(cw, y.safe)
+        wsum = None if cw is None else be.sum(cw)
+        loss = combine(be, stats, w_y=class_w, wsum=wsum, alpha=alpha, vocab=vocab, z_loss=zl)
+        return fe.reduce(
+            p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad, normalizer=normalizer
+        )
+
+
+def _layout(coll: Any, width: int, vocab_start: Any) -> tuple[Any, int]:
+    """``(vocab_start, the shards' total width)``: the given start, or the
+    group's default, which the total comes with."""
+    default_start, total = coll.layout(width)
+    if vocab_start is None:
+        return default_start, total
+    if isinstance(vocab_start, bool) or (isinstance(vocab_start, (int, np.integer)) and vocab_start < 0):
+        raise ValueError(f"vocab_start must be a non-negative integer; received vocab_start={vocab_start!r}")
+    return (int(vocab_start) if isinstance(vocab_start, (int, np.integer)) else vocab_start), total
+
+
+def _vocab_size(vocab_size: Any, total: int) -> int:
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or not 0 < vocab_size <= total:
+        raise ValueError(
+            f"vocab_size must be an integer in (0, {total}] (the shards' widths summed); "
+            f"received vocab_size={vocab_size!r}"
+        )
+    return int(vocab_size)
