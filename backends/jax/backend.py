@@ -19,6 +19,18 @@ from .._base import Array, Backend
 from . import compile_cache, traced
 
 
+def _explicitly_sharded(x: Array, axis: int) -> bool:
+    """Whether ``x``'s type shards ``axis`` over an Explicit mesh axis."""
+    try:
+        sharding = jax.typeof(x).sharding
+        entry = sharding.spec[axis]
+        types = dict(zip(sharding.mesh.axis_names, sharding.mesh.axis_types))
+    except (AttributeError, IndexError, TypeError):
+        return False
+    names = entry if isinstance(entry, tuple) else (entry,)
+    return any(name is not None and types.get(name) == jax.sharding.AxisType.Explicit for name in names)
+
+
 def _placement(sharding: Any, shape: tuple[int, ...]) -> Any:
     """Where host data given with sharded predictions goes: the predictions'
     sharding where it fits the data's shape (labels and sample weights of
@@ -66,6 +78,16 @@ class JaxBackend(Backend):
         if not self._concrete(like) or all(d.platform == "cpu" for d in like.devices()):
             return None
         return like.sharding, like.ndim  # (host data goes where _placement puts it for this sharding)
+
+    def take_along_axis(self, x: Array, index: Array, axis: int) -> Array:
+        # Logits sharded along the gathered axis over an Explicit mesh axis:
+        # a gather there has no output sharding JAX can infer (optax's loss
+        # raises ShardingTypeError), so the label's entry is selected by
+        # comparison and summed, which each shard does locally, then psum'd.
+        if index.shape[axis] == 1 and _explicitly_sharded(x, axis):
+            hit = jax.lax.broadcasted_iota(index.dtype, x.shape, axis) == index
+            return jnp.sum(jnp.where(hit, x, 0), axis=axis, keepdims=True)
+        return jnp.take_along_axis(x, index, axis=axis)
 
     def collectives(self, group: Any, like: Array) -> Any:
         from .distributed import Collectives  # (lazily)

@@ -87,7 +87,7 @@ def _nll_parts(z: Array, labels: Array, axis: int, be: Backend, narrow: str | No
     m = be.row_max(z, axis, narrow)
     total = jnp.sum(jnp.exp(z - m), axis)
     source = z if narrow is None else _held(narrow, z)[0]
-    picked = jnp.sum(jnp.take_along_axis(source, jnp.expand_dims(labels, axis), axis) - m, axis)
+    picked = jnp.sum(be.take_along_axis(source, jnp.expand_dims(labels, axis), axis) - m, axis)
     return combine(be, RowStats(jnp.sum(m, axis), total, picked)), m, total
 
 

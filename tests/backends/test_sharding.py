@@ -62,3 +62,52 @@ def test_sharded_logits_with_host_labels_and_weights():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+CLASS_SHARDED = r"""
+import re
+import numpy as np
+import jax, jax.numpy as jnp
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+import xent
+
+rng = np.random.default_rng(1)
+z = rng.normal(size=(16, 64)).astype(np.float32)
+y = rng.integers(0, 64, 16)
+y[3] = -100
+calls = {
+    "plain": lambda a, yy: xent.sparse_softmax_cross_entropy(a, jnp.where(yy < 0, 0, yy), reduction="mean"),
+    "options": lambda a, yy: xent.sparse_softmax_cross_entropy(a, yy, ignore_index=-100, label_smoothing=0.1,
+                                                               z_loss=1e-3, reduction="mean"),
+}
+for kind in (AxisType.Auto, AxisType.Explicit):
+    mesh = jax.make_mesh((2,), ("tp",), axis_types=(kind,))
+    with jax.set_mesh(mesh):
+        zs = jax.device_put(jnp.asarray(z), NamedSharding(mesh, P(None, "tp")))
+        ys = jax.device_put(jnp.asarray(y), NamedSharding(mesh, P()))
+        for name, call in calls.items():
+            for f in (call, jax.grad(call)):
+                hlo = jax.jit(f).lower(zs, ys).compile().as_text()
+                gathered = [line for line in hlo.splitlines() if "all-gather" in line and "f32[16,64]" in line]
+                assert not gathered, (kind, name, gathered)
+            want = call(jnp.asarray(z), jnp.asarray(y))
+            assert abs(float(jax.jit(call)(zs, ys)) - float(want)) <= 1e-6 * abs(float(want)), (kind, name)
+            g = jax.jit(jax.grad(call))(zs, ys)
+            assert np.allclose(np.asarray(g), np.asarray(jax.grad(call)(jnp.asarray(z), jnp.asarray(y))),
+                               rtol=1e-5, atol=1e-7), (kind, name)
+print("ok")
+"""
+
+
+def test_class_sharded_logits_under_jit_are_never_gathered():
+    """Logits sharded over the class axis (Auto and Explicit mesh axes) under
+    plain jax.jit: the loss and its gradient compile with no all-gather of the
+    logits (each shard reduces its classes, then XLA all-reduces rows), and
+    equal the unsharded ones. Under Explicit axes the label's logit is
+    selected by comparison, since a gather there has no inferable sharding
+    (optax's loss raises ShardingTypeError there)."""
+    if not installed("jax"):
+        pytest.skip("jax is not installed")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", CLASS_SHARDED], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
