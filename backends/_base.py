@@ -471,7 +471,8 @@ class Backend:
         ``max(x)`` (elementwise over the group's processes, no gradient),
         ``sum(*xs)`` (each elementwise, packed into one all-reduce; its
         gradient is the identity, since every process computes the same loss
-        from the sums) and ``layout(width)``
+        from the sums), ``copy(x)`` (the identity, its gradient summed over
+        the group: an input every process holds whole) and ``layout(width)``
         (this process's first class id and the group's total width, for
         shards of ``width`` classes). Backends without collectives raise."""
         raise NotImplementedError(f"the {self.name} backend has no collectives")

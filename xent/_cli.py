@@ -87,6 +87,13 @@ def _add_parity(sub: Any) -> None:
                    help=f"comma-separated subset of {', '.join(DTYPES)}")
     p.add_argument("--json", metavar="FILE", help="write every check to FILE as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--distributed", action="store_true",
+                   help="instead: run xent.distributed.sparse_softmax_cross_entropy with the logits sharded "
+                        "over the class axis on torch (gloo ranks), tensorflow (MirroredStrategy) and jax "
+                        "(shard_map), one subprocess each, against the single-device loss and the float64 "
+                        "reference (--backends picks among those three)")
+    p.add_argument("--ranks", type=int, metavar="N",
+                   help="with --distributed: processes / logical CPUs / host devices (default: 2)")
     p.set_defaults(func=_cmd_parity)
 
 
@@ -143,6 +150,8 @@ def format_report(report: Any) -> str:
 
 def _cmd_parity(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
+    if args.distributed or args.ranks is not None:
+        return _cmd_parity_distributed(args, out, err)
     from xent import _parity
 
     try:
@@ -154,6 +163,33 @@ def _cmd_parity(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
         err.write(f"xent parity: error: {exc}\n")
         return 2
     out.write(format_report(report))
+    out.write(f"time: {time.monotonic() - start:.1f}s\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report.to_json(), f, indent=1, default=float)
+        out.write(f"wrote {args.json}\n")
+    return 0 if report.passed else 1
+
+
+def _cmd_parity_distributed(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``xent parity --distributed``: the engine is :mod:`xent._parity_distributed`."""
+    from xent import _parity_distributed
+
+    try:
+        if not args.distributed:
+            raise ValueError("--ranks needs --distributed")
+        if args.losses or args.dtypes:
+            raise ValueError("--losses and --dtypes do not apply to --distributed (it runs "
+                             "sparse_softmax_cross_entropy in float32)")
+        ranks = 2 if args.ranks is None else args.ranks
+        progress = Progress(enabled=not args.quiet, stream=err)
+        start = time.monotonic()
+        report = _parity_distributed.run(frameworks=_split(args.backends), ranks=ranks, progress=progress)
+        progress.close()
+    except ValueError as exc:
+        err.write(f"xent parity: error: {exc}\n")
+        return 2
+    out.write(_parity_distributed.format_report(report))
     out.write(f"time: {time.monotonic() - start:.1f}s\n")
     if args.json:
         with open(args.json, "w") as f:

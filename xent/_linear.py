@@ -155,7 +155,16 @@ def _value_only(be: Backend, h2: Array, W: Array, b: Array | None, y: Array, cw:
     return xp.concat(parts) if len(parts) != 1 else parts[0]
 
 
-def _operand(p: fe.Predictions, x: Any, name: str, shape: tuple[int | None, ...], same_dtype: bool) -> Array:
+def chunk_rows(chunk_size: Any, num_tokens: int | None, vocab: int) -> int:
+    """Tokens per chunk: ``chunk_size`` checked, or :func:`default_chunk_size`."""
+    if chunk_size is None:
+        return default_chunk_size(num_tokens, vocab)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None; received chunk_size={chunk_size!r}")
+    return int(chunk_size)
+
+
+def operand(p: fe.Predictions, x: Any, name: str, shape: tuple[int | None, ...], same_dtype: bool) -> Array:
     """``weight`` or ``bias``: the predictions' framework, floating, of ``shape``."""
     be = p.backend
     arr = fe._same_framework(p, x, name)
@@ -259,22 +268,17 @@ def linear_cross_entropy(
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     zl = fe.check_z_loss(z_loss)
     cap = fe.check_softcap(logit_softcap)
-    W = _operand(p, weight, "weight", (None, h_dim), same_dtype=True)
+    W = operand(p, weight, "weight", (None, h_dim), same_dtype=True)
     vocab = be.shape(W)[0]
     if not vocab:
         raise ValueError(f"weight has no classes: weight.shape={be.shape(W)}")
-    b = None if bias is None else be.cast(_operand(p, bias, "bias", (vocab,), False), p.compute_dtype)
+    b = None if bias is None else be.cast(operand(p, bias, "bias", (vocab,), False), p.compute_dtype)
     token_shape = p.shape[:-1]
     y = fe.sparse_labels(p, labels, len(p.shape) - 1, vocab, ignore_index, axis_name="hidden")
     w = None if weights is None else fe.broadcast_operand(p, weights, "weights", token_shape, "hidden.shape[:-1]")
     cw = None if class_weights is None else be.stop_gradient(fe.class_weight_vector(p, class_weights, vocab))
     num_tokens = None if None in token_shape else math.prod(token_shape)  # type: ignore[arg-type]
-    if chunk_size is None:
-        chunk = default_chunk_size(num_tokens, vocab)
-    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None; received chunk_size={chunk_size!r}")
-    else:
-        chunk = int(chunk_size)
+    chunk = chunk_rows(chunk_size, num_tokens, vocab)
     plan = Plan(vocab, chunk, alpha, zl, cap, p.compute_dtype)
     unknown = sum(d is None for d in token_shape)
     if unknown > 1:

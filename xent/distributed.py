@@ -36,11 +36,12 @@ import numpy as np
 
 from xent import _frontend as fe
 from xent._frontend import Reduction
+from xent._linear import Plan, chunk_rows, operand
 from xent.backends._rows import RowStats, combine
 
 Array = Any
 
-__all__ = ["sparse_softmax_cross_entropy"]
+__all__ = ["linear_cross_entropy", "sparse_softmax_cross_entropy"]
 
 
 @fe.plain_python
@@ -131,6 +132,144 @@ def sparse_softmax_cross_entropy(
         return fe.reduce(
             p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad, normalizer=normalizer
         )
+
+
+@fe.plain_python
+def linear_cross_entropy(
+    hidden: Array,
+    weight: Array,
+    labels: Array,
+    *,
+    group: Any = None,
+    vocab_start: int | Array | None = None,
+    vocab_size: int | None = None,
+    bias: Array | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    logit_softcap: float | None = None,
+    class_weights: Array | None = None,
+    weights: Array | None = None,
+    reduction: Reduction = "mean",
+    chunk_size: int | None = None,
+    normalizer: float | Array | None = None,
+) -> Array:
+    r""":func:`xent.linear_cross_entropy` of an LM head sharded over the vocabulary.
+
+    Each process holds ``weight``'s shard ``[V_local, H]`` (and ``bias``'s
+    ``[V_local]``) and the whole ``hidden`` ``[..., H]``, as a column-parallel
+    linear layer does; no process ever holds ``[tokens, V]`` logits, nor even
+    ``[tokens, V_local]``: this shard's chunked kernel gives its
+    ``logsumexp`` per token, and the label's logit (and, for smoothing,
+    ``Σ_c w_c·z_c``, a matrix-vector product) come from the weight's rows.
+    Then a MAX and one packed SUM across the group, and the single-device
+    formula. The gradient each process gets for ``hidden`` is the whole
+    loss's (one all-reduce SUM in the backward pass), and each gets its own
+    shard's weight (and bias) gradient.
+
+    Args:
+      hidden: ``[..., H]``, the same on every process.
+      weight: this process's shard ``[V_local, H]`` of the LM head.
+      labels: global class ids, ``hidden.shape[:-1]``.
+      group, vocab_start, vocab_size: as in :func:`sparse_softmax_cross_entropy`.
+      bias: this shard's ``[V_local]`` bias, or None.
+      ignore_index, label_smoothing, z_loss, logit_softcap, class_weights,
+      weights, reduction, chunk_size, normalizer: as in
+        :func:`xent.linear_cross_entropy` (``class_weights``: the full
+        ``[vocab_size]`` vector; ``chunk_size``: tokens per chunk of this
+        shard's kernel).
+
+    Returns:
+      The loss, identical on every process, in the dtype of ``hidden``.
+
+    Raises:
+      NotImplementedError: ``label_smoothing`` with ``logit_softcap`` (the
+        smoothing sum of soft-capped logits is not linear in the weight).
+    """
+    p = fe.predictions(hidden, "hidden", cast=False)
+    be = p.backend
+    if len(p.shape) == 0:
+        raise ValueError(f"hidden must be [..., H], at least 1-D; received hidden.shape={p.shape}")
+    h_dim = p.shape[-1]
+    fe.check_reduction(reduction)
+    alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
+    zl = fe.check_z_loss(z_loss)
+    cap = fe.check_softcap(logit_softcap)
+    if alpha and cap is not None:
+        raise NotImplementedError(
+            "xent.distributed.linear_cross_entropy: label_smoothing with logit_softcap is not supported "
+            "(the smoothing sum of soft-capped logits is not linear in the weight)"
+        )
+    W = operand(p, weight, "weight", (None, h_dim), same_dtype=True)
+    width = be.shape(W)[0]
+    if not width:
+        raise ValueError(f"weight has no classes: weight.shape={be.shape(W)}")
+    b = None if bias is None else be.cast(operand(p, bias, "bias", (width,), False), p.compute_dtype)
+    coll = be.collectives(group, p.value)
+    start, total = _layout(coll, width, vocab_start)
+    vocab = total if vocab_size is None else _vocab_size(vocab_size, total)
+    token_shape = p.shape[:-1]
+    y = fe.sparse_labels(p, labels, len(p.shape) - 1, vocab, ignore_index, axis_name="hidden")
+    w = None if weights is None else fe.broadcast_operand(p, weights, "weights", token_shape, "hidden.shape[:-1]")
+    cw = None if class_weights is None else be.stop_gradient(fe.class_weight_vector(p, class_weights, vocab))
+    num_tokens = None if None in token_shape else int(np.prod([d or 0 for d in token_shape]))
+    plan = Plan(width, chunk_rows(chunk_size, num_tokens, width), 0.0, 0.0, cap, p.compute_dtype)
+    out_shape = tuple(-1 if d is None else d for d in token_shape)
+    with be.errstate():
+        h2 = be.reshape(coll.copy(p.value), (-1, h_dim))
+        lanes = be.asarray(np.arange(width, dtype=np.int32), like=p.value) + start
+        valid = lanes < vocab
+        if vocab_size is not None:
+            # Padded lanes: a -inf bias, so they never count; but the kernel
+            # keeps its first lane finite, so that a shard of padding alone
+            # gives finite numbers (its log Σ exp is then set to -inf below).
+            b = be.where(valid | (lanes == start), be.cast(lanes, p.compute_dtype) * 0.0 if b is None else b,
+                         -np.inf)
+        local = be.cast(be.reshape(y.safe, (-1,)), "int32") - start
+        mine = (local >= 0) & (local < width)
+        at = be.where(mine, local, 0)  # (a real lane of this shard: its logit is finite)
+        # this shard's log Σ exp per token: its kernel's loss at lane `at`, plus that lane's logit
+        rows = be.linear_cross_entropy_chunks(h2, W, b, at, None, plan)
+        z_at = _row_logits(be, h2, W, b, at, cap, p.compute_dtype)
+        lse = rows + z_at
+        if vocab_size is not None:  # (a shard of padding alone adds nothing)
+            lse = be.where(be.sum(be.cast(valid, p.compute_dtype)) > 0, lse, -np.inf)
+        m = coll.max(lse)
+        sums = [be.exp(lse - m), be.where(mine, z_at, 0.0)]
+        if alpha:  # Σ_c w_c·z_c over this shard's real lanes: h·(Σ_c w_c W_c) + Σ_c w_c b_c
+            lane_w = be.cast(valid, p.compute_dtype)
+            if cw is not None:
+                lane_w = lane_w * be.take(cw, be.clip(lanes, 0, vocab - 1))
+            head = be.sum(be.expand_dims(lane_w, 1) * be.cast(W, p.compute_dtype), 0)
+            spread = be.sum(be.cast(h2, p.compute_dtype) * be.expand_dims(head, 0), 1)
+            if b is not None:
+                spread = spread + be.sum(be.where(valid, b, 0.0) * lane_w)
+            sums.append(spread)
+        summed = coll.sum(*sums)
+        wsum = float(vocab) if cw is None else be.sum(cw)
+        stats = RowStats(m, summed[0], summed[1] - m, None, summed[2] - m * wsum if alpha else None)
+        class_w = None if cw is None else be.take(cw, be.reshape(y.safe, (-1,)))
+        loss = combine(be, stats, w_y=class_w, wsum=None if cw is None else wsum, alpha=alpha, vocab=vocab,
+                       z_loss=zl)
+        loss = be.reshape(loss, out_shape)
+        class_w = None if class_w is None else be.reshape(class_w, out_shape)
+        return fe.reduce(
+            p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad, normalizer=normalizer
+        )
+
+
+def _row_logits(be: Any, h: Array, W: Array, b: Array | None, at: Array, cap: float | None, dtype: str) -> Array:
+    """Each token's logit at lane ``at`` ``[N]``: ``h·W[at] (+ b[at])``,
+    soft-capped, in the compute dtype (from the weight's rows: ``[N, H]``).
+    The product is rounded to the weight's dtype first, as the kernel's GEMM
+    output is, so that this logit is the kernel's own."""
+    z = be.sum(be.cast(h, dtype) * be.cast(be.take(W, at), dtype), 1)
+    narrow = be.dtype_name(W)
+    if narrow != dtype:
+        z = be.cast(be.cast(z, narrow), dtype)
+    if b is not None:
+        z = z + be.take(b, at)
+    return fe.softcap(be, z, cap)
 
 
 def _layout(coll: Any, width: int, vocab_start: Any) -> tuple[Any, int]:

@@ -30,6 +30,13 @@ class Collectives:
         packed = jax.lax.psum(jax.numpy.stack(xs), self.axes)  # (one all-reduce)
         return tuple(packed[i] for i in range(len(xs)))
 
+    def copy(self, x: Array) -> Array:
+        # replicated over the axis, made device-varying: the transpose of
+        # that cast is the psum of the gradient over the axis
+        if hasattr(jax.lax, "pcast"):
+            return jax.lax.pcast(x, self.axes, to="varying")
+        return getattr(jax.lax, "pvary")(x, self.axes)  # (older JAX)
+
     def layout(self, width: int) -> tuple[Any, int]:
         # shard_map splits an axis evenly: shard i starts at i·width
         size = jax.lax.psum(1, self.axes)

@@ -84,7 +84,8 @@ def _function(be: Backend, plan: Plan) -> Any:
                 db = db + g.sum(0)
             return (dW, db), dh
 
-        init = (jnp.zeros(W.shape, compute), None if b is None else jnp.zeros(b.shape, compute))
+        # (zeros_like: the carry has the weight's type, device-varying inside shard_map)
+        init = (jnp.zeros_like(W, dtype=compute), None if b is None else jnp.zeros_like(b, dtype=compute))
         # padded rows: a zero cotangent, and Σ exp = 1 so that log Σ exp is finite and their g 0, not NaN
         xs = tuple(_chunked(x, k, nc, fill) for x, fill in ((h, 0), (y, 0), (m, 0), (sumexp, 1),
                                                             (go.astype(compute), 0)))

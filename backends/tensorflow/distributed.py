@@ -38,6 +38,16 @@ class Collectives:
 
         return tuple(tf.unstack(summed(tf.stack(xs))))  # (packed: one all-reduce)
 
+    def copy(self, x: Array) -> Array:
+        ctx = self.ctx
+
+        @tf.custom_gradient
+        def copied(v: Array) -> Any:
+            # the gradient of the whole loss: every replica's part, summed
+            return tf.identity(v), lambda g: ctx.all_reduce(tf.distribute.ReduceOp.SUM, g)
+
+        return copied(x)
+
     def layout(self, width: int) -> tuple[Any, int]:
         # replicas hold even shards: replica i starts at i·width
         rank = self.ctx.replica_id_in_sync_group

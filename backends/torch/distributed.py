@@ -30,6 +30,23 @@ class _SumOverGroup(torch.autograd.Function):
         return g, None
 
 
+class _CopyToGroup(torch.autograd.Function):
+    """The identity, whose gradient is all-reduced (SUM) over the group: an
+    input every process holds whole (a column-parallel layer's input) gets
+    the gradient of the whole loss, the sum of every shard's part."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Array, group: Any) -> Array:  # type: ignore[override]
+        ctx.group = group
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Array, None]:  # type: ignore[override]
+        out = g.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=ctx.group)
+        return out, None
+
+
 class Collectives:
     """``torch.distributed`` collectives of one process group (None: the
     default group)."""
@@ -52,6 +69,9 @@ class Collectives:
     def sum(self, *xs: Array) -> tuple[Array, ...]:
         # (packed: one all-reduce whatever the number of arrays)
         return tuple(_SumOverGroup.apply(torch.stack(xs), self.group).unbind(0))
+
+    def copy(self, x: Array) -> Array:
+        return _CopyToGroup.apply(x, self.group)
 
     def layout(self, width: int) -> tuple[int, int]:
         # (one all-gather of the shard widths: shards may be uneven)

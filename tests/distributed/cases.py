@@ -56,6 +56,40 @@ DP_LABELS = np.array([0, 11, 5, -100, 6, -100, -100, 9])
 HIDDEN = RNG.normal(0, 1, (N, 4))
 HEAD = RNG.normal(0, 1, (V, 4))
 
+BIAS = RNG.normal(0, 0.5, V)
+#: the linear loss's option sets: those of the logits loss (smoothing and
+#: soft-capping not together), with and without a bias
+LINEAR_OPTIONS = {
+    **{k: v for k, v in OPTIONS.items() if k != "everything"},
+    "everything": {k: v for k, v in OPTIONS["everything"].items() if k != "logit_softcap"},
+    "bias": {"ignore_index": -100, "bias": BIAS, "z_loss": 1e-3, "logit_softcap": 5.0},
+}
+
+
+def linear_grid(dtypes: tuple[str, ...]) -> list[tuple[bool, str, str, str]]:
+    """The linear loss's cases: every option set as a mean in the first dtype
+    (float64), padded or not; everything and the bias set unreduced too; in the
+    other dtypes, everything as a mean (the reductions themselves are the
+    front end's, shared with the logits loss)."""
+    out = []
+    for padded in (False, True):
+        for i, dtype in enumerate(dtypes):
+            for name in LINEAR_OPTIONS:
+                for reduction in ("mean", "none"):
+                    if (i == 0 and (reduction == "mean" or name in ("everything", "bias"))) or \
+                            (name == "everything" and reduction == "mean"):
+                        out.append(("linear", padded, dtype, name, reduction))
+    return out
+
+
+def linear_head(padded: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(weight, bias) of the LM head, padded rows holding values that would count if they did."""
+    if not padded:
+        return HEAD, BIAS
+    return (np.concatenate([HEAD, np.full((PADDED - V, HEAD.shape[1]), 3.0)]),
+            np.concatenate([BIAS, np.full(PADDED - V, 30.0)]))
+
+
 PADDED = 16  # (the vocabulary padded to 16 lanes: 4 that never count)
 
 

@@ -35,6 +35,46 @@ def _collectives(jaxpr) -> int:  # type: ignore[no-untyped-def]
     return count
 
 
+def _linear(mesh, shard_map, padded: bool, dtype: str, name: str, reduction: str) -> dict:  # type: ignore[no-untyped-def]
+    """One linear case: the weight (and bias) sharded over the vocabulary, the
+    hidden states replicated; the loss, the gradients of all three, and the
+    collectives forward and forward+backward."""
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import PartitionSpec as P
+
+    import xent.distributed
+
+    head, bias = cases.linear_head(padded)
+    options = dict(cases.LINEAR_OPTIONS[name])
+    has_bias = options.pop("bias", None) is not None
+    labels = jnp.asarray(cases.plain_labels(options))
+    arrays = {k: jnp.asarray(v) for k, v in options.items() if isinstance(v, np.ndarray)}
+    static = {k: v for k, v in options.items() if not isinstance(v, np.ndarray)}
+    red = {"reduction": "mean", "normalizer": 7.0} if reduction == "normalizer" else {"reduction": reduction}
+
+    def local(h, w, b, y, arrays):  # type: ignore[no-untyped-def]
+        return xent.distributed.linear_cross_entropy(h, w, y, group="tp", bias=b if has_bias else None,
+                                                     vocab_size=cases.V if padded else None, chunk_size=3,
+                                                     **arrays, **static, **red)
+
+    specs = (P(), P("tp", None), P("tp"), P(), {k: P() for k in arrays})
+    sharded = shard_map(local, mesh=mesh, in_specs=specs, out_specs=P())
+
+    def total(h, w, b):  # type: ignore[no-untyped-def]
+        loss = sharded(h, w, b, labels, arrays)
+        return (loss.sum() if reduction == "none" else loss).astype(jnp.float64)
+
+    h, w, b = (jnp.asarray(a).astype(dtype) for a in (cases.HIDDEN, head, bias))
+    loss = jax.jit(sharded)(h, w, b, labels, arrays)
+    dh, dw, db = jax.jit(jax.grad(total, argnums=(0, 1, 2)))(h, w, b)
+    f64 = lambda a: np.asarray(a.astype(jnp.float64))  # noqa: E731
+    return {"loss": f64(loss), "dh": f64(dh), "dw": f64(dw), "db": f64(db) if has_bias else None,
+            "forward": _collectives(jax.make_jaxpr(lambda h: sharded(h, w, b, labels, arrays))(h).jaxpr),
+            "both": _collectives(jax.make_jaxpr(jax.grad(total, argnums=(0, 1, 2)))(h, w, b).jaxpr),
+            "dtype": jnp.dtype(loss.dtype).name}
+
+
 def _data_parallel(mesh, shard_map) -> dict:  # type: ignore[no-untyped-def]
     """The batch split over 2 devices that keep 3 and 2 tokens: the count
     psum'd, each device's sum divided by it, the losses psum'd: the global
@@ -100,6 +140,8 @@ def main() -> None:
             "both": _collectives(jax.make_jaxpr(jax.grad(total))(z).jaxpr),
             "dtype": jnp.dtype(loss.dtype).name,
         }
+    for key in cases.linear_grid(DTYPES):
+        results[key] = _linear(mesh, shard_map, *key[1:])
     if world == 2:
         results["dp"] = _data_parallel(mesh, shard_map)
     with open(os.path.join(out, "jax.pkl"), "wb") as f:

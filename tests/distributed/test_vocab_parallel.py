@@ -19,7 +19,7 @@ import pytest
 
 from tests import reference as ref
 from tests.distributed import cases
-from tests.distributed.check import check
+from tests.distributed.check import check, check_linear
 from xent.testing import assert_close
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +52,16 @@ def test_torch_gloo_ranks_agree_with_the_single_device_loss(world, tmp_path):
     ranks = [pickle.loads((tmp_path / f"rank{r}.pkl").read_bytes()) for r in range(world)]
     if world == 2:
         check_data_parallel([rank.pop("dp") for rank in ranks])
+    for key in [k for k in ranks[0] if k[0] == "linear"]:
+        parts = [rank.pop(key) for rank in ranks]
+        db = None if parts[0]["db"] is None else np.concatenate([part["db"] for part in parts])
+        check_linear(key, parts[0]["loss"], [part["dh"] for part in parts],
+                     np.concatenate([part["dw"] for part in parts]), db)
+        for part in parts:
+            # MAX and the packed SUM forward (the widths' all-gather is not an
+            # all-reduce); the hidden states' gradient summed backward
+            assert part["forward"] == 2 and part["backward"] == 1, (key, part["forward"], part["backward"])
+            np.testing.assert_array_equal(part["loss"], parts[0]["loss"])
     losses = {key: value["loss"] for key, value in ranks[0].items()}
     grads = {key: np.concatenate([rank[key]["grad"] for rank in ranks], axis=1) for key in ranks[0]}
     check(losses, grads, [{k: v["loss"] for k, v in rank.items()} for rank in ranks])
@@ -68,6 +78,12 @@ def test_jax_shard_map_agrees_with_the_single_device_loss(world, tmp_path):
     results = pickle.loads((tmp_path / "jax.pkl").read_bytes())
     if world == 2:
         check_data_parallel([results.pop("dp")])
+    for key in [k for k in results if k[0] == "linear"]:
+        part = results.pop(key)
+        check_linear(key, part["loss"], [part["dh"]], part["dw"], part["db"])
+        # MAX and the packed SUM forward; the replicated hidden states'
+        # gradient psum'd backward (shard_map's transpose)
+        assert part["forward"] == 2 and part["both"] == 3, (key, part["forward"], part["both"])
     check({k: v["loss"] for k, v in results.items()}, {k: v["grad"] for k, v in results.items()})
     for key, value in results.items():
         # MAX and one packed SUM forward; the backward adds none (JAX
@@ -81,6 +97,14 @@ def test_tensorflow_mirrored_replicas_agree_with_the_single_device_loss(world, t
     pytest.importorskip("tensorflow")
     _run("tests.distributed.tf_worker", str(world), str(tmp_path))
     results = pickle.loads((tmp_path / "tf.pkl").read_bytes())
+    for key in [k for k in results if k[0] == "linear"]:
+        part = results.pop(key)
+        check_linear(key, part["losses"][0], part["dh"], part["dw"], part["db"])
+        for loss in part["losses"][1:]:
+            np.testing.assert_array_equal(loss, part["losses"][0])
+        # the all-gather of the maxima and the packed SUM forward; the hidden
+        # states' gradient all-reduced backward
+        assert part["forward"] == 2 and part["backward"] == 1, (key, part["forward"], part["backward"])
     check({k: v["losses"][0] for k, v in results.items()}, {k: v["grad"] for k, v in results.items()},
           [{k: v["losses"][r] for k, v in results.items()} for r in range(world)])
     for key, value in results.items():

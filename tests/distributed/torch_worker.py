@@ -53,12 +53,46 @@ def _run(rank: int, world: int, out: str) -> None:
             "forward": forward, "backward": counts["all_reduce"] - forward,
             "dtype": str(loss.dtype).removeprefix("torch."),
         }
+    for key in cases.linear_grid(DTYPES):
+        results[key] = _linear(rank, world, *key[1:], counts)
     if world == 2:
         results["dp"] = _data_parallel(rank)
     with open(os.path.join(out, f"rank{rank}.pkl"), "wb") as f:
         pickle.dump(results, f)
     dist.barrier()
     dist.destroy_process_group()
+
+
+def _linear(rank: int, world: int, padded: bool, dtype: str, name: str, reduction: str, counts: dict) -> dict:
+    """One linear case on this rank: the loss, d/dhidden (the whole loss's),
+    this shard's d/dweight and d/dbias, and the all-reduces forward and backward."""
+    import torch
+
+    import xent.distributed
+
+    head, bias = cases.linear_head(padded)
+    widths = cases.widths(world, padded)
+    start = sum(widths[:rank])
+    part = slice(start, start + widths[rank])
+    t = getattr(torch, dtype)
+    h = torch.from_numpy(cases.HIDDEN).to(t).requires_grad_(True)
+    w = torch.from_numpy(head[part]).to(t).requires_grad_(True)
+    options = dict(cases.LINEAR_OPTIONS[name])
+    b = None
+    if "bias" in options:
+        options.pop("bias")
+        b = torch.from_numpy(bias[part]).to(t).requires_grad_(True)
+    labels = torch.from_numpy(cases.plain_labels(options))
+    opts = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    red = {"reduction": "mean", "normalizer": 7.0} if reduction == "normalizer" else {"reduction": reduction}
+    counts["all_reduce"] = 0
+    loss = xent.distributed.linear_cross_entropy(h, w, labels, bias=b, vocab_size=cases.V if padded else None,
+                                                 chunk_size=3, **opts, **red)
+    forward = counts["all_reduce"]
+    (loss.sum() if reduction == "none" else loss).backward()
+    return {"loss": loss.detach().double().numpy(), "dh": h.grad.double().numpy(), "dw": w.grad.double().numpy(),
+            "db": None if b is None else b.grad.double().numpy(), "forward": forward,
+            "backward": counts["all_reduce"] - forward, "dtype": str(loss.dtype).removeprefix("torch.")}
 
 
 def _data_parallel(rank: int) -> dict:
