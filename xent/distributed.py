@@ -15,9 +15,12 @@ all-reduced statistics.
 
 Collectives, by framework (``group=``):
 
-* **torch**: a ``torch.distributed`` process group (None: the default group),
-  eagerly; ``vocab_start`` defaults to the lower ranks' widths summed (one
-  all-gather of the widths: shards may be uneven).
+* **torch**: a ``torch.distributed`` process group (None: the default group,
+  or a ``DTensor``'s 1-D mesh's), eagerly; ``vocab_start`` defaults to the
+  lower ranks' widths summed (one all-gather of the widths: shards may be
+  uneven). ``DTensor`` arguments (logits ``Shard`` on the class axis, the
+  rest replicated) are taken as their local tensors; the loss is a plain
+  tensor, and gradients flow back into the ``DTensor``.
 * **JAX**: the mesh axis name(s) of the class axis, inside ``shard_map``;
   shards are even (shard ``i`` starts at ``i·width``).
 * **TensorFlow**: the ``tf.distribute`` replica context (None: the current
@@ -90,6 +93,7 @@ def sparse_softmax_cross_entropy(
         ``vocab_start`` that does not fit the shards.
       RuntimeError: torch without an initialised process group.
     """
+    group, (logits, labels, class_weights, weights) = _local(group, logits, labels, class_weights, weights)
     p, axis, width, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     zl = fe.check_z_loss(z_loss)
@@ -186,6 +190,9 @@ def linear_cross_entropy(
       NotImplementedError: ``label_smoothing`` with ``logit_softcap`` (the
         smoothing sum of soft-capped logits is not linear in the weight).
     """
+    group, (hidden, weight, labels, bias, class_weights, weights) = _local(
+        group, hidden, weight, labels, bias, class_weights, weights
+    )
     p = fe.predictions(hidden, "hidden", cast=False)
     be = p.backend
     if len(p.shape) == 0:
@@ -270,6 +277,26 @@ def _row_logits(be: Any, h: Array, W: Array, b: Array | None, at: Array, cap: fl
     if b is not None:
         z = z + be.take(b, at)
     return fe.softcap(be, z, cap)
+
+
+def _local(group: Any, *xs: Any) -> tuple[Any, list[Any]]:
+    """torch ``DTensor`` arguments as their local tensors (a shard of the
+    class axis, or a replicated whole; autograd flows back into the
+    DTensor), and ``group`` their mesh's process group where none is given."""
+    out = []
+    for x in xs:
+        mesh = getattr(x, "device_mesh", None)
+        if mesh is not None and hasattr(x, "to_local"):
+            if group is None:
+                if mesh.ndim != 1:
+                    raise ValueError(
+                        f"a DTensor on a {mesh.ndim}-D device mesh: pass group= the tensor-parallel "
+                        f"process group (e.g. mesh.get_group('tp'))"
+                    )
+                group = mesh.get_group()
+            x = x.to_local()
+        out.append(x)
+    return group, out
 
 
 def _layout(coll: Any, width: int, vocab_start: Any) -> tuple[Any, int]:

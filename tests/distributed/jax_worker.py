@@ -142,6 +142,12 @@ def main() -> None:
         }
     for key in cases.linear_grid(DTYPES):
         results[key] = _linear(mesh, shard_map, *key[1:])
+    bad = cases.plain_labels({}).copy()
+    bad[1] = cases.V  # one past the vocabulary: traced, so NaN for that row
+    nan_rows = jax.jit(shard_map(lambda z, y: xent.distributed.sparse_softmax_cross_entropy(z, y, group="tp"),
+                                 mesh=mesh, in_specs=(P(None, "tp"), P()), out_specs=P()))(
+        jnp.asarray(cases.LOGITS), jnp.asarray(bad))
+    results["bad"] = np.asarray(nan_rows)
     if world == 2:
         results["dp"] = _data_parallel(mesh, shard_map)
     with open(os.path.join(out, "jax.pkl"), "wb") as f:

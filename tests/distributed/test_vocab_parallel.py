@@ -52,6 +52,11 @@ def test_torch_gloo_ranks_agree_with_the_single_device_loss(world, tmp_path):
     ranks = [pickle.loads((tmp_path / f"rank{r}.pkl").read_bytes()) for r in range(world)]
     if world == 2:
         check_data_parallel([rank.pop("dp") for rank in ranks])
+    for rank in ranks:  # eagerly on the CPU, a label past the vocabulary raises xent's error
+        assert "out-of-range label values: 12" in rank.pop("bad")
+    dtensor = [rank.pop("dtensor") for rank in ranks]  # (a DTensor on torch's own even split)
+    key = (False, "float64", "everything", "mean")
+    check({key: dtensor[0]["loss"]}, {key: dtensor[0]["grad"]}, [{key: d["loss"]} for d in dtensor])
     for key in [k for k in ranks[0] if k[0] == "linear"]:
         parts = [rank.pop(key) for rank in ranks]
         db = None if parts[0]["db"] is None else np.concatenate([part["db"] for part in parts])
@@ -76,6 +81,8 @@ def test_jax_shard_map_agrees_with_the_single_device_loss(world, tmp_path):
     pytest.importorskip("jax")
     _run("tests.distributed.jax_worker", str(world), str(tmp_path))
     results = pickle.loads((tmp_path / "jax.pkl").read_bytes())
+    bad = results.pop("bad")  # traced: a label past the vocabulary is a NaN loss, the other rows exact
+    assert np.isnan(bad[1]) and np.isfinite(np.delete(bad, 1)).all()
     if world == 2:
         check_data_parallel([results.pop("dp")])
     for key in [k for k in results if k[0] == "linear"]:

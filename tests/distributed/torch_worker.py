@@ -55,6 +55,15 @@ def _run(rank: int, world: int, out: str) -> None:
         }
     for key in cases.linear_grid(DTYPES):
         results[key] = _linear(rank, world, *key[1:], counts)
+    results["dtensor"] = _dtensor(world)
+    bad = cases.plain_labels({}).copy()
+    bad[1] = cases.V  # one past the vocabulary
+    try:
+        xent.distributed.sparse_softmax_cross_entropy(torch.from_numpy(cases.LOGITS[:, :cases.widths(world, False)[rank]]),
+                                                      torch.from_numpy(bad), vocab_start=0, vocab_size=cases.V)
+        results["bad"] = "no error"
+    except ValueError as exc:
+        results["bad"] = str(exc)
     if world == 2:
         results["dp"] = _data_parallel(rank)
     with open(os.path.join(out, f"rank{rank}.pkl"), "wb") as f:
@@ -93,6 +102,25 @@ def _linear(rank: int, world: int, padded: bool, dtype: str, name: str, reductio
     return {"loss": loss.detach().double().numpy(), "dh": h.grad.double().numpy(), "dw": w.grad.double().numpy(),
             "db": None if b is None else b.grad.double().numpy(), "forward": forward,
             "backward": counts["all_reduce"] - forward, "dtype": str(loss.dtype).removeprefix("torch.")}
+
+
+def _dtensor(world: int) -> dict:
+    """The logits as a DTensor sharded on the class axis (torch's own even
+    split): the loss with every option, and the full logit gradient."""
+    import torch
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    import xent.distributed
+
+    mesh = init_device_mesh("cpu", (world,))
+    z = distribute_tensor(torch.from_numpy(cases.LOGITS), mesh, [Shard(1)]).requires_grad_(True)
+    options = cases.OPTIONS["everything"]
+    opts = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    loss = xent.distributed.sparse_softmax_cross_entropy(z, torch.from_numpy(cases.LABELS), reduction="mean",
+                                                         **opts)
+    loss.backward()
+    return {"loss": loss.detach().numpy(), "grad": z.grad.full_tensor().numpy()}
 
 
 def _data_parallel(rank: int) -> dict:
