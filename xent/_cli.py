@@ -206,8 +206,9 @@ def _add_bench(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
         help="time xent against each framework's native loss (ratios, overhead, memory)",
-        description="Benchmark xent against the native losses, A/B interleaved in one "
-                    "process; prints a table of xent/native ratios, writes JSON and a PNG chart.",
+        description="Benchmark xent against the native losses, A/B interleaved, each framework "
+                    "in a process of its own; prints a table of xent/native ratios, writes JSON and "
+                    "a PNG chart.",
     )
     _bench.add_arguments(p)
     p.set_defaults(func=_bench.run)
