@@ -444,6 +444,15 @@ class Backend:
         chunk by chunk, without autodiff)."""
         return None
 
+    def sparse_rows(self, z: Array, labels: Array, axis: int, cw: Array | None, plan: Any) -> Array | None:
+        """The sparse loss's per-row terms for logits ``z`` as given (half
+        types not upcast), in-range ``labels``, class weights ``cw`` ``[C]`` or
+        None and the options in ``plan`` (``xent._linear.Plan``: smoothing,
+        z-loss, soft-capping), computed chunk by chunk without a float32 copy
+        of ``z``; None where the backend leaves it to the general path (which
+        then upcasts ``z`` whole)."""
+        return None
+
     def smoothed_nll(self, z: Array, labels: Array, axis: int, alpha: float) -> Array:
         """The label-smoothed loss ``(1-α)·(-log p_y) + (α/C)·Σ_c -log p_c`` along
         ``axis`` (removed), for in-range ``labels`` and ``0 < α < 1``: the

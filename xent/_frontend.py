@@ -248,11 +248,12 @@ def check_reduction(reduction: Any) -> str:
 
 
 def class_axis_inputs(
-    x: Any, name: str, axis: Any, reduction: Any, weights: Any
+    x: Any, name: str, axis: Any, reduction: Any, weights: Any, *, cast: bool = True
 ) -> tuple[Predictions, int, int, Array | None]:
-    """The common start of the class-axis losses: predictions, normalised axis,
-    number of classes, validated reduction and sample weights."""
-    p = predictions(x, name)
+    """The common start of the class-axis losses: predictions (``cast``: see
+    :func:`predictions`), normalised axis, number of classes, validated
+    reduction and sample weights."""
+    p = predictions(x, name, cast=cast)
     axis = normalize_axis(p, axis)
     num = num_classes(p, axis)
     check_reduction(reduction)

@@ -13,6 +13,7 @@ from typing import Any
 from xent import _frontend as fe
 from xent._dispatch import ladder
 from xent._frontend import Reduction
+from xent._linear import Plan
 from xent.backends._rows import combine, row_stats
 
 Array = Any
@@ -147,7 +148,7 @@ def sparse_softmax_cross_entropy(
     ...                                         reduction="mean").round(6))
     0.464369
     """
-    p, axis, num, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
+    p, axis, num, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights, cast=False)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     zl = fe.check_z_loss(z_loss)
     cap = fe.check_softcap(logit_softcap)
@@ -155,8 +156,15 @@ def sparse_softmax_cross_entropy(
     y = fe.sparse_labels(p, labels, axis, num, ignore_index)
     cw = None if class_weights is None else fe.class_weight_vector(p, class_weights, num)
     with be.errstate():
-        z = fe.softcap(be, p.value, cap)
         class_w = None if cw is None else be.take(cw, y.safe)
+        # Large half logits on an accelerator: chunk by chunk (torch), without
+        # the float32 copy that the forms below start from.
+        loss = be.sparse_rows(p.value, y.safe, axis, cw, Plan(num, 0, alpha, zl, cap, p.compute_dtype))
+        if loss is not None:
+            return fe.reduce(
+                p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad, normalizer=normalizer
+            )
+        z = fe.softcap(be, be.cast(p.value, p.compute_dtype), cap)
         if alpha and cw is None and not zl:
             loss = be.smoothed_nll(z, y.safe, axis, alpha)
         elif alpha or zl:

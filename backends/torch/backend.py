@@ -159,6 +159,17 @@ class TorchBackend(Backend):
             z = torch.movedim(z, axis, 1)
         return F.cross_entropy(z, labels.long(), reduction="none")
 
+    def sparse_rows(self, z: Array, labels: Array, axis: int, cw: Array | None, plan: Any) -> Array | None:
+        # Large half logits off the CPU (fused._on_device): the chunked kernel
+        # with every option, instead of a float32 copy of the logits.
+        if not fused._on_device(z, "none", axis) or labels.device != z.device:
+            return None
+        if cw is not None and (cw.requires_grad or cw.device != z.device):
+            return None  # (the kernel gives class weights no gradient)
+        from .chunked import chunked_sparse_rows
+
+        return chunked_sparse_rows(z, labels.long(), cw, self, plan)
+
     # The fused rung (fused.py) and the chunked LM-head kernel (linear.py).
     fused_sparse = fused.fused_sparse
     fused_dense = fused.fused_dense

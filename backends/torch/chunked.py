@@ -278,3 +278,59 @@ def chunked_binary_nll(z: Array, y: Array, value: Any, total: bool) -> Array:
     their sum (compute dtype) when ``total``, else elementwise in their dtype;
     ``value`` is the node's formula. See :class:`_ChunkedBinaryNLL`."""
     return _ChunkedBinaryNLL.apply(z, y, value, total)
+
+
+class _ChunkedSparseRows(torch.autograd.Function):
+    """The sparse loss with every option (smoothing, class weights, z-loss,
+    soft-capping) per row, for half logits ``[N, C]`` off the CPU, chunk by
+    chunk: each chunk upcast on its own into float32 and reduced to its row
+    statistics by the linear loss's per-chunk formulas
+    (:func:`xent._linear.chunk_loss`, :func:`xent._linear.chunk_dlogits`);
+    only ``m`` and ``Σ exp`` per row are kept. The backward pass recomputes
+    each chunk's softmax and rounds its gradient once into the logits' dtype.
+    Peak memory beyond the inputs: the gradient and one chunk's float32
+    temporaries, where the general path upcasts the whole logits. A recorded
+    backward (``create_graph=True``) is the same formulas over the whole
+    logits, differentiable."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Array, y: Array, cw: Array | None, be: Any, plan: Any) -> Array:  # type: ignore[override]
+        from xent._linear import chunk_loss
+
+        compute = _compute_dtype(z)
+        chunk = max(1, chunk_elements(z) // max(z.shape[1], 1))
+        loss, m_all, sumexp_all = _per_row(z, compute, 3)
+        for start, stop in _spans(z.shape[0], chunk):
+            rows, m, sumexp = chunk_loss(be, z[start:stop].to(compute), y[start:stop], cw, plan)
+            loss[start:stop], m_all[start:stop], sumexp_all[start:stop] = rows, m, sumexp
+        ctx.save_for_backward(z, y, cw, m_all, sumexp_all)
+        ctx.be, ctx.plan, ctx.chunk = be, plan, chunk
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, go: Array) -> tuple[Array | None, ...]:  # type: ignore[override]
+        from xent._linear import chunk_dlogits, chunk_loss
+
+        z, y, cw, m_all, sumexp_all = ctx.saved_tensors
+        be, plan = ctx.be, ctx.plan
+        go = go.to(m_all.dtype)
+        if torch.is_grad_enabled():  # a recorded backward (second order)
+            with torch.enable_grad():
+                zc = z.detach().to(m_all.dtype).requires_grad_(True)
+                rows = chunk_loss(be, zc, y, cw, plan)[0]
+            (dz,) = torch.autograd.grad(rows, zc, go, create_graph=True)
+            return dz.to(z.dtype), None, None, None, None
+        dz = torch.empty_like(z)
+        classes = torch.arange(z.shape[1], device=z.device, dtype=y.dtype)
+        for start, stop in _spans(z.shape[0], ctx.chunk):
+            g = chunk_dlogits(be, z[start:stop].to(m_all.dtype), y[start:stop], cw, m_all[start:stop],
+                              sumexp_all[start:stop], go[start:stop], classes, plan)
+            dz[start:stop].copy_(g)
+        return dz, None, None, None, None
+
+
+def chunked_sparse_rows(z: Array, y: Array, cw: Array | None, be: Any, plan: Any) -> Array:
+    """Per-row terms (compute dtype) of the sparse loss with ``plan``'s options
+    for half logits ``z [N, C]``, in-range int64 labels ``y`` and class weights
+    ``cw`` (compute dtype) or None; see :class:`_ChunkedSparseRows`."""
+    return _ChunkedSparseRows.apply(z, y, cw, be, plan)

@@ -29,8 +29,9 @@ def device_mode(monkeypatch):  # type: ignore[no-untyped-def]
     chunked kernels from 2^16 logits on; returns a function that makes the
     kernel ``name`` record its calls (and, with ``chunk``, chunk that many values)."""
     torch_or_skip()
-    from xent.backends.torch import chunked, fused, tensors
+    from xent.backends.torch import backend, chunked, fused, tensors
 
+    monkeypatch.setattr(backend.TorchBackend, "can_inspect", lambda self, x: False)
     monkeypatch.setattr(fused, "_fusable", lambda *args, **kwargs: None)
     monkeypatch.setattr(tensors, "host_readable", lambda x: False)
     monkeypatch.setattr(fused, "CHUNKED_MIN", 1 << 16)
@@ -69,6 +70,58 @@ def test_sparse_on_device_is_chunked_exact_and_reads_nothing(device_mode, dtype,
     assert _host_reads(lambda: loss.backward()) == 0
     grad_want = ref.sparse_grad(zr, y, ignore_index=ignore, reduction="sum" if reduction == "none" else reduction)
     assert_close(z.grad, grad_want, num_classes=256)
+
+
+OPTION_SETS = {
+    "smoothing": {"label_smoothing": 0.1},
+    "class_weights": {"class_weights": np.linspace(0.5, 2.0, 256)},
+    "z_loss": {"z_loss": 1e-3},
+    "softcap": {"logit_softcap": 5.0},
+    "all": {"label_smoothing": 0.1, "class_weights": np.linspace(0.5, 2.0, 256), "z_loss": 1e-3,
+            "logit_softcap": 5.0, "ignore_index": -100},
+}
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("options", OPTION_SETS, ids=list(OPTION_SETS))
+@pytest.mark.parametrize("dtype", HALF)
+def test_sparse_with_options_on_device_is_chunked_exact_and_reads_nothing(device_mode, dtype, options, reduction):
+    # Smoothing, class weights, z-loss and soft-capping off the CPU: the
+    # chunked rows kernel (no float32 copy of the logits), against float64.
+    torch = torch_or_skip()
+    calls = device_mode("chunked_sparse_rows", 64 * 256)
+    r = np.random.default_rng(26)
+    t = getattr(torch, dtype)
+    z = torch.from_numpy(r.standard_normal((300, 256)) * 3).to(t).requires_grad_(True)
+    y = r.integers(0, 256, 300)
+    opts = dict(OPTION_SETS[options])
+    if "ignore_index" in opts:
+        y[::9] = -100
+    zr = z.detach().double().numpy()
+    kw = {"ignore_index": opts.get("ignore_index"), "alpha": opts.get("label_smoothing", 0.0),
+          "cw": opts.get("class_weights"), "z_loss": opts.get("z_loss", 0.0), "cap": opts.get("logit_softcap")}
+    call = {k: torch.from_numpy(v).float() if isinstance(v, np.ndarray) else v for k, v in opts.items()}
+    labels = torch.from_numpy(y)
+    reads = _host_reads(lambda: xent.sparse_softmax_cross_entropy(z, labels, reduction=reduction, **call))
+    out = xent.sparse_softmax_cross_entropy(z, labels, reduction=reduction, **call)
+    assert reads == 0 and len(calls) == 2 and out.dtype == t
+    assert_close(out, ref.sparse_zcap(zr, y, reduction=reduction, **kw), num_classes=256,
+                 reduced=1 if reduction == "none" else 300)
+    assert _host_reads(lambda: (out.sum() if reduction == "none" else out).backward()) == 0
+    want = ref.sparse_zcap_grad(zr, y, reduction="sum" if reduction == "none" else reduction, **kw)
+    assert_close(z.grad, want, num_classes=256)
+
+
+def test_sparse_with_options_on_device_second_order(device_mode):
+    torch = torch_or_skip()
+    device_mode("chunked_sparse_rows")
+    r = np.random.default_rng(27)
+    z = torch.from_numpy(r.standard_normal((300, 256))).to(torch.bfloat16).requires_grad_(True)
+    y = r.integers(0, 256, 300)
+    (g,) = torch.autograd.grad(xent.sparse_softmax_cross_entropy(z, torch.from_numpy(y), label_smoothing=0.1,
+                                                                 reduction="sum"), z, create_graph=True)
+    assert g.requires_grad
+    assert_close(g, ref.sparse_zcap_grad(z.detach().double().numpy(), y, alpha=0.1), num_classes=256)
 
 
 def test_sparse_on_device_marks_bad_labels_nan(device_mode):
@@ -209,12 +262,16 @@ def _meta_calls(torch, dtype):  # type: ignore[no-untyped-def]
         "sparse": (xent.sparse_softmax_cross_entropy, z, ids, {"reduction": "mean"}),
         "sparse ignore_index": (xent.sparse_softmax_cross_entropy, z, ids, {"ignore_index": -100, "reduction": "mean"}),
         "sparse none": (xent.sparse_softmax_cross_entropy, z, ids.int(), {}),
+        "sparse options": (xent.sparse_softmax_cross_entropy, z, ids,
+                           {"ignore_index": -100, "label_smoothing": 0.1, "z_loss": 1e-4, "logit_softcap": 30.0,
+                            "class_weights": torch.empty(V, device="meta"), "reduction": "mean"}),
         "dense": (xent.softmax_cross_entropy, z, soft, {"reduction": "mean"}),
         "sigmoid": (xent.sigmoid_cross_entropy, z, soft, {"reduction": "sum"}),
     }
 
 
-@pytest.mark.parametrize("case", ["sparse", "sparse ignore_index", "sparse none", "dense", "sigmoid"])
+@pytest.mark.parametrize("case", ["sparse", "sparse ignore_index", "sparse none", "sparse options", "dense",
+                                  "sigmoid"])
 @pytest.mark.parametrize("dtype", HALF)
 def test_half_logits_on_meta_make_no_float32_logits_sized_tensor(case, dtype):
     torch = torch_or_skip()
