@@ -277,6 +277,10 @@ class Backend:
     def tanh(self, x: Array) -> Array:
         return self.namespace(x).tanh(x)
 
+    def expm1(self, x: Array) -> Array:
+        """``exp(x) - 1``, exact near ``x = 0``."""
+        return self.namespace(x).expm1(x)
+
     def isinf(self, x: Array) -> Array:
         return self.namespace(x).isinf(x)
 
@@ -443,6 +447,35 @@ class Backend:
         the backend has no such kernel (the front end then computes the value
         chunk by chunk, without autodiff)."""
         return None
+
+    def linear_heads(
+        self, heads: tuple[tuple[Array, Array, Array | None], ...], rows: tuple[Array, ...], objective: Any,
+        chunk: int, compute: str,
+    ) -> tuple[Array, ...]:
+        """Per-token outputs of ``objective`` over LM heads' logits, chunk by chunk.
+
+        ``heads``: ``(hidden [N, H_k], weight [V, H_k], bias [V] or None)``
+        each, the first differentiable (hidden, weight, bias), the others
+        constants (a teacher); ``rows``: constant ``[N]`` arrays (labels).
+        ``objective(backend, zs, rows_c)`` returns a tuple of ``[rows]`` arrays
+        from one chunk's logits ``zs`` (``[rows, V]`` per head, in ``compute``)
+        and rows; ``objective.outputs`` is their number, and the objective is
+        hashable (JAX caches its program by it). The result: those outputs for all ``N`` tokens. Here: the
+        value, over the array-API namespace (NumPy, array_api_strict); torch,
+        JAX and TensorFlow differentiate it chunk by chunk (``xent._heads``).
+        """
+        xp = self.namespace(heads[0][0])
+        n = int(xp.reshape(heads[0][0], (-1, self.shape(heads[0][0])[1])).shape[0])
+        weights = [xp.permute_dims(self.cast(W, compute), (1, 0)) for _, W, _ in heads]
+        parts = []
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            zs = []
+            for (h, _, b), wt in zip(heads, weights):
+                z = xp.matmul(self.cast(h[start:stop, ...], compute), wt)
+                zs.append(z if b is None else z + self.cast(b, compute))
+            parts.append(objective(self, zs, tuple(r[start:stop] for r in rows)))
+        return tuple(xp.concat([part[i] for part in parts]) for i in range(len(parts[0])))
 
     def sparse_rows(self, z: Array, labels: Array, axis: int, cw: Array | None, plan: Any) -> Array | None:
         """The sparse loss's per-row terms for logits ``z`` as given (half

@@ -39,3 +39,26 @@ def loss_shape(shape, axis):  # type: ignore[no-untyped-def]
 def soft_labels(rng, shape, axis):  # type: ignore[no-untyped-def]
     y = rng.random(shape)
     return y / y.sum(axis=axis, keepdims=True)
+
+
+def largest_torch_tensor(run):  # type: ignore[no-untyped-def]
+    """The most elements of any tensor a torch aten op creates while ``run()``
+    runs (forward and backward, if ``run`` calls ``backward``), seen by a
+    dispatch mode."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class Largest(TorchDispatchMode):
+        numel = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor):
+                    Largest.numel = max(Largest.numel, t.numel())
+            return out
+
+    with Largest():
+        run()
+    return Largest.numel

@@ -93,24 +93,24 @@ def _clip_bounds(eps, dtype):
 # then sample weight × (not ignored); mean divides by Σ sample w × w_y × kept.
 
 
-def _zcap_terms(z, y, axis, ignore_index, alpha, cw, z_loss, cap):
+def _zcap_terms(z, y, axis, ignore_index, alpha, cw, z_loss, cap, gamma=0.0, eps=0.0):
     return R.sparse_terms(_last(z, axis), y, alpha=alpha, class_weights=cw, ignore_index=ignore_index,
-                          z_loss=z_loss, cap=cap)
+                          z_loss=z_loss, cap=cap, gamma=gamma, eps=eps)
 
 
 def sparse_zcap(z, y, axis=-1, ignore_index=None, alpha=0.0, cw=None, w=None, reduction="none",
-                z_loss=0.0, cap=None):
-    """The sparse softmax loss with z-loss and soft-capping, float64."""
-    terms = _zcap_terms(z, y, axis, ignore_index, alpha, cw, z_loss, cap)
+                z_loss=0.0, cap=None, gamma=0.0, eps=0.0):
+    """The sparse softmax loss with z-loss, soft-capping and focal/PolyLoss terms, float64."""
+    terms = _zcap_terms(z, y, axis, ignore_index, alpha, cw, z_loss, cap, gamma, eps)
     return _value(terms, None if w is None else np.broadcast_to(np.asarray(w, np.float64), np.shape(y)), reduction)
 
 
 def sparse_zcap_grad(z, y, axis=-1, ignore_index=None, alpha=0.0, cw=None, w=None, reduction="sum",
-                     z_loss=0.0, cap=None):
+                     z_loss=0.0, cap=None, gamma=0.0, eps=0.0):
     """d loss / d logits of :func:`sparse_zcap`, analytic:
     ``[(Σ_c a_c + 2·zl·lse)·softmax(s) - a] · (1 - tanh²(z/c))`` per row, with
     ``a = (1-α)·w_y·onehot(y) + (α/C)·w``."""
-    terms = _zcap_terms(z, y, axis, ignore_index, alpha, cw, z_loss, cap)
+    terms = _zcap_terms(z, y, axis, ignore_index, alpha, cw, z_loss, cap, gamma, eps)
     w = None if w is None else np.broadcast_to(np.asarray(w, np.float64), np.shape(y))
     return _grads(terms, w, reduction, axis)["predictions"]
 

@@ -239,6 +239,66 @@ def softcap(be: Backend, z: Array, cap: float | None) -> Array:
     return be.where(z == -math.inf, z, be.tanh(z / cap) * cap)
 
 
+def check_focal_gamma(value: Any) -> float:
+    """The focal exponent ``γ``: a finite number ``>= 0`` (0: no modulation)."""
+    number = _number(value)
+    if not (number >= 0.0 and number < math.inf):
+        raise ValueError(f"focal_gamma must be a finite number >= 0; received focal_gamma={value!r}")
+    return number
+
+
+def check_focal_alpha(value: Any) -> float | None:
+    """The focal class balance ``α``: None or a number in ``[0, 1]``."""
+    if value is None:
+        return None
+    number = _number(value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"focal_alpha must be None or a number in [0, 1]; received focal_alpha={value!r}")
+    return number
+
+
+def check_poly_epsilon(value: Any) -> float:
+    """PolyLoss' ``ε``: any finite number (the paper uses -1 to 2)."""
+    number = _number(value)
+    if not -math.inf < number < math.inf:
+        raise ValueError(f"poly_epsilon must be a finite number; received poly_epsilon={value!r}")
+    return number
+
+
+def log_positive(be: Backend, u: Array) -> Array:
+    """``log(u)`` for ``u >= 0``: ``-inf`` at 0 with no derivative there (the
+    branch not taken is ``log(1)``, so no ``1/0`` reaches the backward pass)."""
+    live = u > 0
+    return be.where(live, be.log(be.where(live, u, 1.0)), -math.inf)
+
+
+def focal_factor(be: Backend, log_u: Array, gamma: float, frozen: Array) -> Array:
+    """``(1 - p_t)^γ = exp(γ·log(1 - p_t))`` from ``log_u = log(1 - p_t)`` (0 at
+    ``-inf``). ``frozen``: where the loss it multiplies is infinite; the factor
+    has no derivative there (its true derivative vanishes exponentially while
+    the loss grows linearly, and ``inf · 0`` would be NaN)."""
+    return be.exp(be.where(frozen, be.stop_gradient(log_u), log_u) * gamma)
+
+
+def modulated(be: Backend, ce: Array, gamma: float, epsilon: float) -> Array:
+    """Focal and PolyLoss terms of a softmax cross-entropy ``ce = -log p``:
+    ``(1 - p)^γ · (ce + ε·(1 - p))`` (Lin et al.'s focal loss, and Leng et
+    al.'s Poly-1 form of it; ``ce`` itself at ``γ = ε = 0``).
+
+    ``1 - p = -expm1(-ce)`` has no cancellation as ``p → 1``, and the factor is
+    taken in log space, so values and derivatives stay finite for every
+    ``γ >= 0``: 0 where ``p`` rounds to 1 (also for ``γ < 1``, where the power's
+    own derivative is infinite), the cross-entropy's own at ``ce = inf``.
+    """
+    if not gamma and not epsilon:
+        return ce
+    u = -be.expm1(-ce)
+    out = ce + u * epsilon if epsilon else ce
+    if gamma:
+        out = focal_factor(be, log_positive(be, u), gamma, be.isinf(ce)) * out
+    return out
+
+
 def check_reduction(reduction: Any) -> str:
     if reduction not in REDUCTIONS:
         raise ValueError(
@@ -393,6 +453,18 @@ def sparse_labels(
     # gather index arithmetic vectorised inside the fused softmax kernels.
     top = min(num - 1, int(info.max))
     return SparseLabels(be.clip(y, 0, top), keep, bad)
+
+
+def mask_rows(p: Predictions, values: Array, y: SparseLabels) -> Array:
+    """Per-row values of class-id labels, unreduced: 0 where ignored, NaN where
+    a label was found out of range under tracing (added, not selected, as
+    :func:`reduce` marks them); in the predictions' result dtype."""
+    be = p.backend
+    if y.keep is not None:
+        values = be.where(y.keep, values, 0.0)
+    if y.bad is not None:
+        values = values + be.where(y.bad, math.nan, be.cast(y.bad, p.compute_dtype))
+    return p.finish(values)
 
 
 def normalizer_error(reduction: Any, normalizer: Any) -> Exception | None:

@@ -29,6 +29,8 @@ def softmax_cross_entropy(
     label_smoothing: float = 0.0,
     weights: Array | None = None,
     reduction: Reduction = "none",
+    focal_gamma: float = 0.0,
+    poly_epsilon: float = 0.0,
     normalizer: float | Array | None = None,
 ) -> Array:
     r"""Softmax cross-entropy between logits and soft (dense) labels.
@@ -51,6 +53,10 @@ def softmax_cross_entropy(
         ``axis``); they multiply the per-element loss.
       reduction: ``"none"`` (per-element losses), ``"sum"``, or ``"mean"``
         (``Σ loss / Σ weights``; 0 when the total weight is 0).
+      focal_gamma: ``γ >= 0``: each class's term is multiplied by the focal
+        factor ``(1 - p_c)^γ`` (0: the plain loss; see docs/semantics.md).
+      poly_epsilon: ``ε``: PolyLoss adds ``ε·(1 - p_c)`` to each class's
+        ``-log p_c`` (times the focal factor when both are set).
       normalizer: with ``reduction="mean"`` only: the sum is divided by this
         number or 0-d array instead of the mean's own denominator (0 gives 0),
         e.g. a global count across micro-batches and ranks
@@ -72,11 +78,17 @@ def softmax_cross_entropy(
     """
     p, axis, num, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
+    gamma = fe.check_focal_gamma(focal_gamma)
+    eps = fe.check_poly_epsilon(poly_epsilon)
     be = p.backend
     y = fe.float_labels(p, labels)
     with be.errstate():
         if alpha:
             y = y * (1.0 - alpha) + alpha / num
+        if gamma or eps:
+            # Each class's cross-entropy -log p_c modulated, then weighted by its label.
+            terms = fe.modulated(be, -be.log_softmax(p.value, axis), gamma, eps)
+            return fe.reduce(p, be.sum(be.weigh(y, terms), axis), reduction, weights=w, normalizer=normalizer)
         # Not tf.nn/torch's fused kernels as they are: both give NaN for a -inf
         # logit under a zero label, where the loss is finite.
         narrow = None if alpha else fe.upcast_from(p, labels)
@@ -98,6 +110,8 @@ def sparse_softmax_cross_entropy(
     reduction: Reduction = "none",
     z_loss: float = 0.0,
     logit_softcap: float | None = None,
+    focal_gamma: float = 0.0,
+    poly_epsilon: float = 0.0,
     normalizer: float | Array | None = None,
 ) -> Array:
     r"""Softmax cross-entropy with integer class labels.
@@ -124,6 +138,10 @@ def sparse_softmax_cross_entropy(
         0 (with zero gradient) when every entry is ignored.
       z_loss: ``s >= 0``, the scale of the auxiliary ``s·logsumexp(z)²`` term.
       logit_softcap: ``None`` or ``c > 0``: soft-cap the logits to ``(-c, c)``.
+      focal_gamma: ``γ >= 0``: each class's term is multiplied by the focal
+        factor ``(1 - p_c)^γ`` (0: the plain loss; see docs/semantics.md).
+      poly_epsilon: ``ε``: PolyLoss adds ``ε·(1 - p_c)`` to each class's
+        ``-log p_c`` (times the focal factor when both are set).
       normalizer: with ``reduction="mean"`` only: the sum is divided by this
         number or 0-d array instead of the mean's own denominator (0 gives 0),
         e.g. a global count across micro-batches and ranks
@@ -152,11 +170,18 @@ def sparse_softmax_cross_entropy(
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     zl = fe.check_z_loss(z_loss)
     cap = fe.check_softcap(logit_softcap)
+    gamma = fe.check_focal_gamma(focal_gamma)
+    eps = fe.check_poly_epsilon(poly_epsilon)
     be = p.backend
     y = fe.sparse_labels(p, labels, axis, num, ignore_index)
     cw = None if class_weights is None else fe.class_weight_vector(p, class_weights, num)
     with be.errstate():
         class_w = None if cw is None else be.take(cw, y.safe)
+        if gamma or eps:
+            loss = _sparse_modulated(p, y.safe, axis, num, cw, class_w, alpha, zl, cap, gamma, eps)
+            return fe.reduce(
+                p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad, normalizer=normalizer
+            )
         # Large half logits on an accelerator: chunk by chunk (torch), without
         # the float32 copy that the forms below start from.
         loss = be.sparse_rows(p.value, y.safe, axis, cw, Plan(num, 0, alpha, zl, cap, p.compute_dtype))
@@ -187,6 +212,46 @@ def sparse_softmax_cross_entropy(
         )
 
 
+def _sparse_modulated(
+    p: fe.Predictions, labels: Array, axis: int, num: int, cw: Array | None, class_w: Array | None,
+    alpha: float, zl: float, cap: float | None, gamma: float, eps: float,
+) -> Array:
+    """The sparse loss with focal or PolyLoss terms: each class's ``-log p_c``
+    modulated (:func:`xent._frontend.modulated`), then weighted as the plain
+    loss weights it: ``(1-α)·w_y·φ_y + (α/C)·Σ_c w_c·φ_c``, plus the z-loss."""
+    be = p.backend
+    z = fe.softcap(be, be.cast(p.value, p.compute_dtype), cap)
+    stats = row_stats(be, z, axis, labels=labels)
+    log_s = be.log(stats.sumexp)
+    if alpha:
+        phi = fe.modulated(be, -be.log_softmax(z, axis), gamma, eps)
+        picked = be.sum(be.take_along_axis(phi, be.expand_dims(labels, axis), axis), axis)
+        spread = be.sum(phi if cw is None else be.weigh(fe.along_axis(p, cw, axis), phi), axis)
+        loss = (picked if class_w is None else be.weigh(class_w, picked)) * (1.0 - alpha) + spread * (alpha / num)
+    else:
+        loss = fe.modulated(be, log_s - stats.picked, gamma, eps)
+        if class_w is not None:
+            loss = be.weigh(class_w, loss)
+    if zl:
+        lse = stats.m + log_s
+        loss = loss + (lse * lse) * zl
+    return loss
+
+
+def _log_one_minus_pt(be: Any, z: Array, y: Array) -> Array:
+    """``log(1 - p_t)`` for the sigmoid losses, ``1 - p_t = y·σ(-z) + (1-y)·σ(z)``
+    (torchvision's ``p_t`` for soft labels), in log space: with ``a = log σ(-z)``,
+    ``b = log σ(z)`` and ``M = max(a, b)`` (>= log 1/2), ``M + log(y·e^(a-M) +
+    (1-y)·e^(b-M))``. The sum vanishes only for a hard label whose own term
+    underflows; there it is ``a`` (y = 1) or ``b`` (y = 0)."""
+    a = -be.softplus(z)
+    b = -be.softplus(-z)
+    m = be.stop_gradient(be.where(a > b, a, b))
+    s = y * be.exp(a - m) + (1.0 - y) * be.exp(b - m)
+    live = s > 0
+    return be.where(live, m + be.log(be.where(live, s, 1.0)), be.where(y == 1, a, b))
+
+
 @fe.plain_python
 @ladder
 def sigmoid_cross_entropy(
@@ -197,6 +262,8 @@ def sigmoid_cross_entropy(
     label_smoothing: float = 0.0,
     weights: Array | None = None,
     reduction: Reduction = "none",
+    focal_gamma: float = 0.0,
+    focal_alpha: float | None = None,
     normalizer: float | Array | None = None,
 ) -> Array:
     r"""Elementwise sigmoid (binary) cross-entropy from logits.
@@ -215,6 +282,11 @@ def sigmoid_cross_entropy(
       label_smoothing: ``α`` in ``[0, 1)``.
       weights: sample weights broadcastable to ``logits``.
       reduction: ``"none"``, ``"sum"``, or ``"mean"`` (``Σ loss / Σ weights``).
+      focal_gamma: ``γ >= 0``: the loss is multiplied by the focal factor
+        ``(1 - p_t)^γ``, ``1 - p_t = y·(1 - σ(z)) + (1 - y)·σ(z)``, taken in
+        log space from the logits (finite at saturated and infinite logits).
+      focal_alpha: None, or ``α`` in ``[0, 1]``: the loss is multiplied by
+        ``α·y + (1 - α)·(1 - y)`` (torchvision's ``alpha``).
       normalizer: with ``reduction="mean"`` only: the sum is divided by this
         number or 0-d array instead of the mean's own denominator (0 gives 0),
         e.g. a global count across micro-batches and ranks
@@ -229,6 +301,8 @@ def sigmoid_cross_entropy(
     """
     p, w = fe.elementwise_inputs(logits, "logits", reduction, weights)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
+    gamma = fe.check_focal_gamma(focal_gamma)
+    balance = fe.check_focal_alpha(focal_alpha)
     be = p.backend
     y = fe.float_labels(p, labels)
     pw = None if pos_weight is None else fe.broadcast_operand(p, pos_weight, "pos_weight", p.shape, "logits.shape")
@@ -237,9 +311,21 @@ def sigmoid_cross_entropy(
             y = y * (1.0 - alpha) + alpha / 2
         # Not the native kernels: all give NaN at z = ±inf, and torch's loses
         # every digit of a small loss at z << 0 (it subtracts log_sigmoid(z) from z).
-        narrow = None if alpha else fe.upcast_from(p, labels)
-        loss = be.binary_nll(p.value, y, pw, narrow)
+        narrow = None if alpha or gamma or balance is not None else fe.upcast_from(p, labels)
+        loss = sigmoid_focal(be, p.value, y, be.binary_nll(p.value, y, pw, narrow), gamma, balance)
         return fe.reduce(p, loss, reduction, weights=w, normalizer=normalizer)
+
+
+def sigmoid_focal(be: Any, z: Array, y: Array, loss: Array, gamma: Any, balance: Any) -> Array:
+    """The sigmoid cross-entropy ``loss`` of logits ``z`` and labels ``y`` with
+    the focal factor ``(1 - p_t)^γ`` (none for a zero ``gamma``) and the class
+    balance ``α·y + (1-α)·(1-y)`` (none for a None ``balance``). ``gamma`` and
+    ``balance`` may be arrays (optax's dialect takes traced ones)."""
+    if gamma is not None and not (isinstance(gamma, float) and gamma == 0.0):
+        loss = fe.focal_factor(be, _log_one_minus_pt(be, z, y), gamma, be.isinf(loss)) * loss
+    if balance is not None:
+        loss = be.weigh(y * balance + (1.0 - y) * (1.0 - balance), loss)
+    return loss
 
 
 @fe.plain_python
@@ -253,6 +339,7 @@ def categorical_cross_entropy(
     label_smoothing: float = 0.0,
     weights: Array | None = None,
     reduction: Reduction = "none",
+    focal_gamma: float = 0.0,
     normalizer: float | Array | None = None,
 ) -> Array:
     r"""Cross-entropy from probabilities, as Keras 3 ``categorical_crossentropy``.
@@ -268,6 +355,9 @@ def categorical_cross_entropy(
       label_smoothing: ``α`` in ``[0, 1)``.
       weights: sample weights broadcastable to the loss shape.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      focal_gamma: ``γ >= 0``: each class's term is multiplied by
+        ``(1 - p_c)^γ`` of the clipped probabilities, as Keras'
+        ``categorical_focal_crossentropy`` (without its ``alpha``).
       normalizer: with ``reduction="mean"`` only: the sum is divided by this
         number or 0-d array instead of the mean's own denominator (0 gives 0),
         e.g. a global count across micro-batches and ranks
@@ -284,6 +374,7 @@ def categorical_cross_entropy(
     p, axis, num, w = fe.class_axis_inputs(probs, "probs", axis, reduction, weights)
     eps = fe.check_fraction("epsilon", epsilon, 0.5)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
+    gamma = fe.check_focal_gamma(focal_gamma)
     be = p.backend
     y = fe.float_labels(p, labels)
     with be.errstate():
@@ -291,6 +382,12 @@ def categorical_cross_entropy(
             y = y * (1.0 - alpha) + alpha / num
         q = p.value / be.sum(p.value, axis, keepdims=True)
         q = be.clip(q, eps, 1.0 - eps)
+        if gamma:
+            # Keras' categorical focal loss: the factor from the clipped probabilities.
+            log_q = be.log(q)
+            factor = fe.focal_factor(be, fe.log_positive(be, 1.0 - q), gamma, be.isinf(log_q))
+            return fe.reduce(p, -be.sum(be.weigh(y, factor * log_q), axis), reduction, weights=w,
+                             normalizer=normalizer)
         loss = -be.sum(be.xlogy(y, q), axis)
         return fe.reduce(p, loss, reduction, weights=w, normalizer=normalizer)
 
@@ -306,6 +403,7 @@ def sparse_categorical_cross_entropy(
     ignore_index: int | None = None,
     weights: Array | None = None,
     reduction: Reduction = "none",
+    focal_gamma: float = 0.0,
     normalizer: float | Array | None = None,
 ) -> Array:
     r"""Cross-entropy from probabilities and integer labels, as Keras 3 (TF backend).
@@ -322,6 +420,8 @@ def sparse_categorical_cross_entropy(
       ignore_index: a label value whose entries get loss 0 and weight 0.
       weights: sample weights broadcastable to the loss shape.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      focal_gamma: ``γ >= 0``: the loss is multiplied by ``(1 - p_y)^γ``
+        (``p_y`` the renormalised clipped probability of the label).
       normalizer: with ``reduction="mean"`` only: the sum is divided by this
         number or 0-d array instead of the mean's own denominator (0 gives 0),
         e.g. a global count across micro-batches and ranks
@@ -340,12 +440,14 @@ def sparse_categorical_cross_entropy(
     """
     p, axis, num, w = fe.class_axis_inputs(probs, "probs", axis, reduction, weights)
     eps = fe.check_fraction("epsilon", epsilon, 0.5)
+    gamma = fe.check_focal_gamma(focal_gamma)
     be = p.backend
     y = fe.sparse_labels(p, labels, axis, num, ignore_index)
     with be.errstate():
         # -log(p_y / Σp) is the softmax cross-entropy of log p: Keras' TF backend
         # computes it that way too, so the fused sparse kernel serves here.
         loss = be.nll(be.log(be.clip(p.value, eps, 1.0 - eps)), y.safe, axis)
+        loss = fe.modulated(be, loss, gamma, 0.0)
         return fe.reduce(p, loss, reduction, weights=w, keep=y.keep, bad=y.bad, normalizer=normalizer)
 
 
@@ -359,6 +461,8 @@ def binary_cross_entropy(
     label_smoothing: float = 0.0,
     weights: Array | None = None,
     reduction: Reduction = "none",
+    focal_gamma: float = 0.0,
+    focal_alpha: float | None = None,
     normalizer: float | Array | None = None,
 ) -> Array:
     r"""Elementwise binary cross-entropy from probabilities, as Keras 3.
@@ -373,6 +477,11 @@ def binary_cross_entropy(
       label_smoothing: ``α`` in ``[0, 1)``.
       weights: sample weights broadcastable to ``probs``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      focal_gamma: ``γ >= 0``: the loss is multiplied by ``(1 - p_t)^γ``,
+        ``1 - p_t = y·(1 - p) + (1 - y)·p`` from the probabilities as given,
+        as Keras' ``binary_focal_crossentropy``.
+      focal_alpha: None, or ``α`` in ``[0, 1]``: the loss is multiplied by
+        ``α·y + (1 - α)·(1 - y)`` (Keras' ``apply_class_balancing=True``).
       normalizer: with ``reduction="mean"`` only: the sum is divided by this
         number or 0-d array instead of the mean's own denominator (0 gives 0),
         e.g. a global count across micro-batches and ranks
@@ -388,6 +497,8 @@ def binary_cross_entropy(
     p, w = fe.elementwise_inputs(probs, "probs", reduction, weights)
     eps = fe.check_fraction("epsilon", epsilon, 0.5)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
+    gamma = fe.check_focal_gamma(focal_gamma)
+    balance = fe.check_focal_alpha(focal_alpha)
     be = p.backend
     y = fe.float_labels(p, labels)
     with be.errstate():
@@ -395,6 +506,12 @@ def binary_cross_entropy(
             y = y * (1.0 - alpha) + alpha / 2
         q = be.clip(p.value, eps, 1.0 - eps)
         loss = -(be.xlogy(y, q) + be.xlogy(1.0 - y, 1.0 - q))
+        if gamma:
+            # Keras' binary focal loss: 1 - p_t from the probabilities as given.
+            u = y * (1.0 - p.value) + (1.0 - y) * p.value
+            loss = fe.focal_factor(be, fe.log_positive(be, u), gamma, be.isinf(loss)) * loss
+        if balance is not None:
+            loss = be.weigh(y * balance + (1.0 - y) * (1.0 - balance), loss)
         return fe.reduce(p, loss, reduction, weights=w, normalizer=normalizer)
 
 

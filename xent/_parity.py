@@ -39,7 +39,7 @@ from typing import Any, cast, overload
 import numpy as np
 
 from xent._losses import CLASS_ID_LOSSES as _CLASS_ID_LOSSES
-from xent._losses import LOSSES
+from xent._losses import LOSSES as _CROSS_ENTROPIES
 from xent.testing import _reference
 from xent.testing._frameworks import NAMES, Framework, framework, installed
 from xent.testing._tolerance import tolerance
@@ -49,7 +49,11 @@ Array = Any
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 #: losses whose predictions are logits (the others take probabilities)
 _SPARSE = ("sparse_softmax_cross_entropy", "sparse_categorical_cross_entropy")
-_SOFTMAX_FAMILY = ("softmax_cross_entropy", "sparse_softmax_cross_entropy",
+#: the divergences between two sets of logits (the "labels" are the target logits)
+_DIVERGENCES = ("kl_divergence", "js_divergence")
+#: every function ``xent parity`` checks, in the order it reports them
+LOSSES = _CROSS_ENTROPIES + _DIVERGENCES
+_SOFTMAX_FAMILY = _DIVERGENCES + ("softmax_cross_entropy", "sparse_softmax_cross_entropy",
                    "categorical_cross_entropy", "sparse_categorical_cross_entropy")
 IGNORE = -100
 EPSILON = 1e-7
@@ -70,6 +74,9 @@ class Case:
       class_weights: pass random class weights (sparse softmax).
       pos_weight: pass a random ``pos_weight`` along the last axis (sigmoid).
       ignore: mark some labels ``ignore_index=-100`` (sparse losses).
+      gamma: ``focal_gamma`` (softmax and sigmoid losses).
+      poly: ``poly_epsilon`` (softmax losses).
+      balance: ``focal_alpha`` (sigmoid), or None.
     """
 
     loss: str
@@ -82,6 +89,11 @@ class Case:
     class_weights: bool = False
     pos_weight: bool = False
     ignore: bool = False
+    gamma: float = 0.0
+    poly: float = 0.0
+    balance: float | None = None
+    #: other keyword options, as ``(name, value)`` pairs (the divergences' ``temperature``, ...)
+    extra: tuple[tuple[str, Any], ...] = ()
 
     @property
     def name(self) -> str:
@@ -113,7 +125,19 @@ class Case:
             kw["pos_weight"] = inputs.pos_weight
         if self.ignore:
             kw["ignore_index"] = IGNORE
+        if self.gamma:
+            kw["focal_gamma"] = self.gamma
+        if self.poly:
+            kw["poly_epsilon"] = self.poly
+        if self.balance is not None:
+            kw["focal_alpha"] = self.balance
+        kw.update(self.extra)
         return kw
+
+    @property
+    def focal(self) -> bool:
+        """Whether the case sets a focal or PolyLoss option."""
+        return bool(self.gamma or self.poly or self.balance is not None)
 
 
 def _cases() -> tuple[Case, ...]:
@@ -140,6 +164,29 @@ def _cases() -> tuple[Case, ...]:
         c.append(Case(loss, "label_smoothing=0.1", smoothing=0.1))
         c.append(Case(loss, "weights, mean", weights=True, reduction="mean"))
         c.append(Case(loss, "sum", reduction="sum"))
+    c += [
+        Case(sm, "focal_gamma=2", gamma=2.0),
+        Case(sm, "poly_epsilon=1", poly=1.0),
+        Case(sm, "focal_gamma=0.5, poly_epsilon=-1, label_smoothing=0.1, mean", gamma=0.5, poly=-1.0, smoothing=0.1,
+             reduction="mean"),
+        Case(sp, "focal_gamma=2", gamma=2.0),
+        Case(sp, "poly_epsilon=2", poly=2.0),
+        Case(sp, "focal_gamma=0.5, class_weights, ignore_index, label_smoothing=0.1, mean", gamma=0.5,
+             class_weights=True, ignore=True, smoothing=0.1, reduction="mean"),
+        Case(sg, "focal_gamma=2, focal_alpha=0.25", gamma=2.0, balance=0.25),
+        Case(sg, "focal_gamma=0.5, pos_weight, weights, mean", gamma=0.5, pos_weight=True, weights=True,
+             reduction="mean"),
+    ]
+    for loss in _DIVERGENCES:
+        c.append(Case(loss, "default"))
+        c.append(Case(loss, "axis=1 (3-D)", shape=(4, 5, 6), axis=1))
+        c.append(Case(loss, "weights, mean", weights=True, reduction="mean"))
+    c += [
+        Case("kl_divergence", "temperature=2, sum", reduction="sum", extra=(("temperature", 2.0),)),
+        Case("kl_divergence", "reverse=True", extra=(("reverse", True),)),
+        Case("js_divergence", "beta=0.3, temperature=1.5", extra=(("beta", 0.3), ("temperature", 1.5))),
+        Case("js_divergence", "beta=0", extra=(("beta", 0.0),)),
+    ]
     order = {name: i for i, name in enumerate(LOSSES)}
     return tuple(sorted(c, key=lambda case: order[case.loss]))
 
@@ -195,7 +242,9 @@ def make_inputs(case: Case, dtype: str) -> Inputs:
     num = shape[axis]
     loss_shape = shape[:axis] + shape[axis + 1:]
     z = rng.normal(scale=2.0, size=shape)
-    if case.loss in ("softmax_cross_entropy", "categorical_cross_entropy"):
+    if case.loss in _DIVERGENCES:
+        labels = rng.normal(scale=2.0, size=shape).astype(dt)  # the target logits
+    elif case.loss in ("softmax_cross_entropy", "categorical_cross_entropy"):
         y = rng.dirichlet(np.ones(num), size=loss_shape)  # [..., C]
         y = np.moveaxis(y, -1, axis)
         labels = y.astype(dt)
@@ -253,18 +302,25 @@ def reference(case: Case, inputs: Inputs) -> Reference:
             y = np.moveaxis(np.asarray(inputs.labels, np.float64), axis, -1)
     else:
         y = np.asarray(inputs.labels, np.float64)
-    if loss == "softmax_cross_entropy":
-        terms = _reference.dense_terms(x, y, alpha=alpha)
+    options = dict(case.extra)
+    if loss == "kl_divergence":
+        terms = _reference.kl_terms(x, y, temperature=options.get("temperature", 1.0),
+                                    reverse=options.get("reverse", False))
+    elif loss == "js_divergence":
+        terms = _reference.js_terms(x, y, beta=options.get("beta", 0.5), temperature=options.get("temperature", 1.0))
+    elif loss == "softmax_cross_entropy":
+        terms = _reference.dense_terms(x, y, alpha=alpha, gamma=case.gamma, eps=case.poly)
     elif loss == "sparse_softmax_cross_entropy":
         cw = None if inputs.class_weights is None else inputs.f64(inputs.class_weights)
-        terms = _reference.sparse_terms(x, inputs.labels, alpha=alpha, class_weights=cw, ignore_index=IGNORE)
+        terms = _reference.sparse_terms(x, inputs.labels, alpha=alpha, class_weights=cw, ignore_index=IGNORE,
+                                        gamma=case.gamma, eps=case.poly)
     elif loss == "categorical_cross_entropy":
         terms = _reference.categorical_terms(x, y, alpha=alpha, **bounds)
     elif loss == "sparse_categorical_cross_entropy":
         terms = _reference.sparse_categorical_terms(x, inputs.labels, ignore_index=IGNORE, **bounds)
     elif loss == "sigmoid_cross_entropy":
         pw = None if inputs.pos_weight is None else inputs.f64(inputs.pos_weight)
-        terms = _reference.sigmoid_terms(x, y, alpha=alpha, pos_weight=pw)
+        terms = _reference.sigmoid_terms(x, y, alpha=alpha, pos_weight=pw, gamma=case.gamma, balance=case.balance)
     else:
         terms = _reference.binary_terms(x, y, alpha=alpha, **bounds)
     weights = None if inputs.weights is None else inputs.f64(inputs.weights)
@@ -306,6 +362,10 @@ def _keras() -> Any:
 
 def natives(case: Case) -> list[Native]:
     """The native losses whose semantics match ``case`` exactly."""
+    if case.focal:
+        return _focal_natives(case)
+    if case.loss in _DIVERGENCES:
+        return _divergence_natives(case)
     out: list[Native] = []
     loss, r = case.loss, case.reduction
     dt = lambda inp: inp.predictions.dtype.name  # noqa: E731
@@ -420,6 +480,62 @@ def natives(case: Case) -> list[Native]:
         if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" or not installed_module("keras"):
             out = [n for n in out if not n.name.startswith("keras")]
     return out
+
+
+def _focal_natives(case: Case) -> list[Native]:
+    """The native focal and PolyLoss losses that match ``case`` exactly: optax's
+    (JAX; both take the factor in log space, as xent)."""
+    out: list[Native] = []
+    r = case.reduction
+    if case.weights or case.smoothing or case.pos_weight or case.class_weights or case.ignore:
+        return out
+    if case.loss == "sigmoid_cross_entropy":
+        def optax_focal(fw, inp, c):  # type: ignore[no-untyped-def]
+            import optax
+
+            l = optax.losses.sigmoid_focal_loss(fw.asarray(inp.predictions), fw.asarray(inp.labels),
+                                                alpha=c.balance, gamma=c.gamma)
+            return _reduce_native(fw, l, r)
+
+        out.append(Native("optax.losses.sigmoid_focal_loss", "jax", optax_focal))
+    if case.loss == "softmax_cross_entropy" and not case.gamma and case.axis == -1:
+        def optax_poly(fw, inp, c):  # type: ignore[no-untyped-def]
+            import optax
+
+            l = optax.losses.poly_loss_cross_entropy(fw.asarray(inp.predictions), fw.asarray(inp.labels),
+                                                     epsilon=c.poly)
+            return _reduce_native(fw, l, r)
+
+        out.append(Native("optax.losses.poly_loss_cross_entropy", "jax", optax_poly))
+    return out
+
+
+def _divergence_natives(case: Case) -> list[Native]:
+    """torch's ``F.kl_div`` and optax's ``kl_divergence`` for the KL cases
+    (class axis last, no sample weights)."""
+    options = dict(case.extra)
+    if case.loss != "kl_divergence" or case.weights or case.axis % len(case.shape) != len(case.shape) - 1:
+        return []
+    t, rev, r = options.get("temperature", 1.0), options.get("reverse", False), case.reduction
+
+    def torch_kl(fw, inp, c):  # type: ignore[no-untyped-def]
+        F = fw.torch.nn.functional
+        lp = F.log_softmax(fw.asarray(inp.predictions) / t, -1)
+        lq = F.log_softmax(fw.asarray(inp.labels) / t, -1)
+        a, b = (lp, lq) if rev else (lq, lp)  # kl_div(input=log b, target=log a): KL(a ‖ b)
+        return _reduce_native(fw, F.kl_div(b, a, reduction="none", log_target=True).sum(-1), r)
+
+    def optax_kl(fw, inp, c):  # type: ignore[no-untyped-def]
+        import jax
+        import optax
+
+        lp = jax.nn.log_softmax(fw.asarray(inp.predictions) / t, -1)
+        lq = jax.nn.log_softmax(fw.asarray(inp.labels) / t, -1)
+        a, b = (lp, lq) if rev else (lq, lp)
+        return _reduce_native(fw, optax.losses.kl_divergence_with_log_targets(b, a), r)
+
+    return [Native("torch.nn.functional.kl_div", "torch", torch_kl),
+            Native("optax.losses.kl_divergence_with_log_targets", "jax", optax_kl)]
 
 
 def installed_module(name: str) -> bool:

@@ -63,6 +63,8 @@ def sparse_softmax_cross_entropy(
     reduction: Reduction = "none",
     z_loss: float = 0.0,
     logit_softcap: float | None = None,
+    focal_gamma: float = 0.0,
+    poly_epsilon: float = 0.0,
     normalizer: float | Array | None = None,
 ) -> Array:
     r""":func:`xent.sparse_softmax_cross_entropy` of logits sharded over the class axis.
@@ -81,7 +83,7 @@ def sparse_softmax_cross_entropy(
         past it never count, not even in smoothing); default: every shard's
         width summed.
       axis, ignore_index, label_smoothing, class_weights, weights, reduction,
-      z_loss, logit_softcap, normalizer: as in
+      z_loss, logit_softcap, focal_gamma, poly_epsilon, normalizer: as in
         :func:`xent.sparse_softmax_cross_entropy`; ``class_weights`` is the
         full ``[vocab_size]`` vector on every process.
 
@@ -92,12 +94,24 @@ def sparse_softmax_cross_entropy(
       ValueError: as the single-device loss; a ``vocab_size`` or
         ``vocab_start`` that does not fit the shards.
       RuntimeError: torch without an initialised process group.
+      NotImplementedError: ``focal_gamma`` or ``poly_epsilon`` with
+        ``label_smoothing`` (the smoothing term then sums a function of every
+        class's probability, which needs the global logsumexp first: a third
+        all-reduce).
     """
     group, (logits, labels, class_weights, weights) = _local(group, logits, labels, class_weights, weights)
     p, axis, width, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     zl = fe.check_z_loss(z_loss)
     cap = fe.check_softcap(logit_softcap)
+    gamma = fe.check_focal_gamma(focal_gamma)
+    eps = fe.check_poly_epsilon(poly_epsilon)
+    if (gamma or eps) and alpha:
+        raise NotImplementedError(
+            "xent.distributed.sparse_softmax_cross_entropy: focal_gamma or poly_epsilon with label_smoothing "
+            "needs a third all-reduce (every class's modulated term, after the global logsumexp); "
+            "use them without label_smoothing, or gather the logits"
+        )
     be = p.backend
     coll = be.collectives(group, p.value)
     start, total = _layout(coll, width, vocab_start)
@@ -132,10 +146,22 @@ def sparse_softmax_cross_entropy(
         stats = RowStats(be.sum(m, axis), summed[0], summed[1], None, summed[2] if alpha else None)
         class_w = None if cw is None else be.take(cw, y.safe)
         wsum = None if cw is None else be.sum(cw)
-        loss = combine(be, stats, w_y=class_w, wsum=wsum, alpha=alpha, vocab=vocab, z_loss=zl)
+        if gamma or eps:  # the label's -log p, modulated, then weighted (as the single-device loss)
+            loss = fe.modulated(be, be.log(stats.sumexp) - stats.picked, gamma, eps)
+            loss = loss if class_w is None else be.weigh(class_w, loss)
+            if zl:
+                loss = loss + _z_term(be, stats, zl)
+        else:
+            loss = combine(be, stats, w_y=class_w, wsum=wsum, alpha=alpha, vocab=vocab, z_loss=zl)
         return fe.reduce(
             p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad, normalizer=normalizer
         )
+
+
+def _z_term(be: Any, stats: RowStats, z_loss: float) -> Array:
+    """``z_loss·lse²`` per row from the combined statistics."""
+    lse = stats.m + be.log(stats.sumexp)
+    return (lse * lse) * z_loss
 
 
 @fe.plain_python

@@ -29,6 +29,20 @@ def _logits(h: Array, W: Array, b: Array | None, compute: Any) -> Array:
     return z if b is None else z + b
 
 
+def chunk_grads(g: Array, hc: Array, W: Array, h_dtype: Any, dW: Array, db: Array | None,
+                compute: Any) -> tuple[tuple[Array, Array | None], Array]:
+    """One chunk's share of the gradients from its logit gradient ``g``:
+    ``((dW, db), dh_c)``, ``dW`` and ``db`` accumulated in the compute dtype."""
+    gh = g.astype(W.dtype)
+    dh = jnp.matmul(gh, W, preferred_element_type=compute).astype(h_dtype)
+    # float32 accumulator for half inputs; g in the input dtype as for dh,
+    # with a float32 result: XLA then plans no float32 copy of g beside it
+    dW = dW + jnp.matmul(gh.T, hc, preferred_element_type=compute)
+    if db is not None:
+        db = db + g.sum(0)
+    return (dW, db), dh
+
+
 def _chunked(x: Array, k: int, nc: int, fill: float = 0) -> Array:
     pad = nc * k - x.shape[0]
     if pad:
@@ -75,14 +89,7 @@ def _function(be: Backend, plan: Plan) -> Any:
             dW, db = carry
             hc, yc, mc, sc, gc = xs
             g = chunk_dlogits(be, _logits(hc, W, b, compute), yc, cw, mc, sc, gc, classes, plan)
-            gh = g.astype(W.dtype)
-            dh = jnp.matmul(gh, W, preferred_element_type=compute).astype(h.dtype)
-            # float32 accumulator for half inputs; g in the input dtype as for dh,
-            # with a float32 result: XLA then plans no float32 copy of g beside it
-            dW = dW + jnp.matmul(gh.T, hc, preferred_element_type=compute)
-            if db is not None:
-                db = db + g.sum(0)
-            return (dW, db), dh
+            return chunk_grads(g, hc, W, h.dtype, dW, db, compute)
 
         # (zeros_like: the carry has the weight's type, device-varying inside shard_map)
         init = (jnp.zeros_like(W, dtype=compute), None if b is None else jnp.zeros_like(b, dtype=compute))

@@ -155,6 +155,9 @@ class TensorflowBackend(Backend):
     def tanh(self, x: Array) -> Array:
         return tf.math.tanh(x)
 
+    def expm1(self, x: Array) -> Array:
+        return tf.math.expm1(x)
+
     def isinf(self, x: Array) -> Array:
         return tf.math.is_inf(x)
 
@@ -199,3 +202,8 @@ class TensorflowBackend(Backend):
         from .linear import linear_cross_entropy_chunks  # the chunked LM-head loss, lazily
 
         return linear_cross_entropy_chunks(self, *args)
+
+    def linear_heads(self, *args: Any) -> tuple[Array, ...]:
+        from .heads import linear_heads  # the chunked LM-head divergences and statistics, lazily
+
+        return linear_heads(self, *args)

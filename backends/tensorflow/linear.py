@@ -35,6 +35,18 @@ def _chunked(x: Array, k: int, nc: Array) -> Array:
     return tf.reshape(x, tf.concat([[nc, k], tf.shape(x)[1:]], 0))
 
 
+def chunk_grads(i: Array, g: Array, hc: Array, W: Array, h_dtype: Any, dh_ta: Any, dW: Array, db: Array | None,
+                compute: str) -> tuple[Array, Any, Array, Array | None]:
+    """Chunk ``i``'s share of the gradients from its logit gradient ``g``: ``dh_c``
+    written into ``dh_ta``, ``dW`` and ``db`` accumulated in the compute dtype;
+    the next loop state ``(i + 1, dh_ta, dW, db)``."""
+    dh_ta = dh_ta.write(i, tf.cast(tf.matmul(tf.cast(g, W.dtype), W), h_dtype))
+    dW = dW + tf.matmul(g, tf.cast(hc, compute), transpose_a=True)  # float32 for half inputs
+    if db is not None:
+        db = db + tf.reduce_sum(g, 0)
+    return i + 1, dh_ta, dW, db
+
+
 def _sub_at_labels(g: Array, y: Array, target: Array) -> Array:
     """``g[i, y_i] -= target_i``: a scatter, which TensorFlow can do in ``g``'s
     buffer, instead of a ``[rows, V]`` one-hot mask and a ``where``, which
@@ -116,11 +128,7 @@ def _chunks(be: Backend, y: Array, cw: Array | None, plan: Plan) -> Any:
                 hc = h3[i]
                 g = chunk_dlogits(be, _logits(hc, W, b, compute), y3[i], cw, m3[i], sumexp3[i], go3[i], classes,
                                   plan)
-                dh_ta = dh_ta.write(i, tf.cast(tf.matmul(tf.cast(g, W.dtype), W), h.dtype))
-                dW = dW + tf.matmul(g, tf.cast(hc, compute), transpose_a=True)  # float32 for half inputs
-                if db is not None:
-                    db = db + tf.reduce_sum(g, 0)
-                return i + 1, dh_ta, dW, db
+                return chunk_grads(i, g, hc, W, h.dtype, dh_ta, dW, db, compute)
 
             dh_ta = tf.TensorArray(h.dtype, size=nc, element_shape=[k, h.shape[1]])
             dW0 = tf.zeros(tf.shape(W), compute)

@@ -179,6 +179,11 @@ class TorchBackend(Backend):
         from .linear import linear_cross_entropy_chunks  # the chunked LM-head loss, lazily
 
         return linear_cross_entropy_chunks(self, *args)
+
+    def linear_heads(self, *args: Any) -> tuple[Array, ...]:
+        from .heads import linear_heads  # the chunked LM-head divergences and statistics, lazily
+
+        return linear_heads(self, *args)
 #: The one instance: the registry returns it for torch's own tensor types
 #: without touching its caches (see xent._registry.backend_for).
 BACKEND = TorchBackend()

@@ -114,6 +114,12 @@ def _cases():
                                                                                  **k), ids_ignored, LOGITS),
         "binary": (lambda m, **k: m.BinaryCrossentropy(label_smoothing=0.2, **k), BIN_Y, SIG),
         "binary_logits": (lambda m, **k: m.BinaryCrossentropy(from_logits=True, **k), BIN_Y, LOGITS),
+        "binary_focal": (lambda m, **k: m.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.3, gamma=1.5,
+                                                                  label_smoothing=0.1, **k), BIN_Y, SIG),
+        "binary_focal_logits": (lambda m, **k: m.BinaryFocalCrossentropy(from_logits=True, **k), BIN_Y, LOGITS),
+        "categorical_focal": (lambda m, **k: m.CategoricalFocalCrossentropy(label_smoothing=0.1, **k), SOFT, PROBS),
+        "categorical_focal_logits": (lambda m, **k: m.CategoricalFocalCrossentropy(from_logits=True, alpha=0.5,
+                                                                                   gamma=0.5, **k), SOFT, LOGITS),
     }
 
 
@@ -179,7 +185,7 @@ def test_config_and_serialisation(case):
 
 def test_registered_and_lazy():
     keras = keras_tf()
-    for name in ("CategoricalCrossentropy", "SparseCategoricalCrossentropy", "BinaryCrossentropy", "XentLoss"):
+    for name in kd.LAZY:
         cls = getattr(kd, name)
         assert cls is getattr(kd.losses, name) and issubclass(cls, keras.losses.Loss)
         assert keras.saving.get_registered_object(f"xent>{name}") is cls

@@ -27,6 +27,8 @@ OPTIONS = {
     "softcap": {"ignore_index": -100, "logit_softcap": 5.0},
     "everything": {"ignore_index": -100, "label_smoothing": 0.1, "class_weights": CW, "weights": W,
                    "z_loss": 1e-3, "logit_softcap": 5.0},
+    "focal": {"ignore_index": -100, "focal_gamma": 2.0, "poly_epsilon": 1.0, "class_weights": CW, "weights": W,
+              "z_loss": 1e-3, "logit_softcap": 5.0},
 }
 REDUCTIONS = ("none", "sum", "mean", "normalizer")  # (normalizer: a mean divided by 7)
 
@@ -60,7 +62,7 @@ BIAS = RNG.normal(0, 0.5, V)
 #: the linear loss's option sets: those of the logits loss (smoothing and
 #: soft-capping not together), with and without a bias
 LINEAR_OPTIONS = {
-    **{k: v for k, v in OPTIONS.items() if k != "everything"},
+    **{k: v for k, v in OPTIONS.items() if k not in ("everything", "focal")},
     "everything": {k: v for k, v in OPTIONS["everything"].items() if k != "logit_softcap"},
     "bias": {"ignore_index": -100, "bias": BIAS, "z_loss": 1e-3, "logit_softcap": 5.0},
 }

@@ -27,7 +27,8 @@ def expected(padded: bool, dtype: str, name: str, reduction: str) -> tuple[Any, 
     y = cases.plain_labels(options)
     kw = {"ignore_index": options.get("ignore_index"), "alpha": options.get("label_smoothing", 0.0),
           "cw": options.get("class_weights"), "w": options.get("weights"), "z_loss": options.get("z_loss", 0.0),
-          "cap": options.get("logit_softcap")}
+          "cap": options.get("logit_softcap"), "gamma": options.get("focal_gamma", 0.0),
+          "eps": options.get("poly_epsilon", 0.0)}
     if reduction == "normalizer":
         return ref.sparse_zcap(z, y, reduction="sum", **kw) / 7.0, ref.sparse_zcap_grad(z, y, reduction="sum", **kw) / 7.0
     grad_reduction = "sum" if reduction == "none" else reduction
@@ -63,7 +64,8 @@ def expected_linear(padded: bool, dtype: str, name: str, reduction: str) -> dict
     y = cases.plain_labels(options)
     kw = {"ignore_index": options.get("ignore_index"), "alpha": options.get("label_smoothing", 0.0),
           "cw": options.get("class_weights"), "w": options.get("weights"), "z_loss": options.get("z_loss", 0.0),
-          "cap": options.get("logit_softcap")}
+          "cap": options.get("logit_softcap"), "gamma": options.get("focal_gamma", 0.0),
+          "eps": options.get("poly_epsilon", 0.0)}
     scale = 1 / 7.0 if reduction == "normalizer" else 1.0
     value_reduction = "sum" if reduction == "normalizer" else reduction
     grad_reduction = "sum" if reduction in ("none", "normalizer") else reduction

@@ -119,3 +119,15 @@ def test_tensorflow_mirrored_replicas_agree_with_the_single_device_loss(world, t
         # one packed SUM forward; none backward
         assert value["forward"] == 2 and value["backward"] == 0, (key, value["forward"], value["backward"])
         assert value["dtype"] == key[1]
+
+
+def test_focal_with_smoothing_is_refused_before_any_collective():
+    """Focal/PolyLoss terms with smoothing would need a third all-reduce: a
+    NotImplementedError naming it, raised before the collectives are asked for
+    (NumPy has none: any other error would be that)."""
+    import xent.distributed as xd
+
+    with pytest.raises(NotImplementedError, match="third all-reduce"):
+        xd.sparse_softmax_cross_entropy(np.zeros((2, 3)), [0, 1], focal_gamma=2.0, label_smoothing=0.1)
+    with pytest.raises(NotImplementedError, match="third all-reduce"):
+        xd.sparse_softmax_cross_entropy(np.zeros((2, 3)), [0, 1], poly_epsilon=1.0, label_smoothing=0.1)

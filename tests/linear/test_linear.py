@@ -9,7 +9,7 @@ import pytest
 
 import xent
 from tests import reference as ref
-from tests.helpers import assert_matches, rounded
+from tests.helpers import assert_matches, largest_torch_tensor, rounded
 from xent._bench import torch_cpu_peak_bytes
 from xent._linear import default_chunk_size
 from xent.testing import framework
@@ -391,27 +391,11 @@ def _memory_inputs():  # type: ignore[no-untyped-def]
 def test_memory_torch():
     """A dispatch mode records the largest tensor any aten op creates, forward and backward."""
     torch = pytest.importorskip("torch")
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves
-
-    class Largest(TorchDispatchMode):
-        numel = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            out = func(*args, **(kwargs or {}))
-            for t in tree_leaves(out):
-                if isinstance(t, torch.Tensor):
-                    Largest.numel = max(Largest.numel, t.numel())
-            return out
-
     h, W, y = (torch.tensor(a) for a in _memory_inputs())
 
     def largest(fn):  # type: ignore[no-untyped-def]
         hh, WW = h.clone().requires_grad_(), W.clone().requires_grad_()
-        Largest.numel = 0
-        with Largest():
-            fn(hh, WW).backward()
-        return Largest.numel
+        return largest_torch_tensor(lambda: fn(hh, WW).backward())
 
     naive = largest(lambda a, w: torch.nn.functional.cross_entropy(a @ w.T, y))
     chunked = largest(lambda a, w: xent.linear_cross_entropy(a, w, y, chunk_size=CHUNK_M, z_loss=1e-4))

@@ -52,6 +52,9 @@ PROBES = {
     "pos_weight": [np.linspace(0.5, 2.0, C)],
     "epsilon": [1e-3],
     "normalizer": [3.0],  # (with reduction="mean": _call)
+    "focal_gamma": [0.5, 2.0],
+    "focal_alpha": [0.25],
+    "poly_epsilon": [1.0],
 }
 
 

@@ -13,7 +13,8 @@ runs unchanged on NumPy, PyTorch, TensorFlow, JAX or array-API arrays:
 
 Modules: :mod:`xent.compat.tensorflow` (``tf.nn``), :mod:`xent.compat.keras`
 (``keras.losses``), :mod:`xent.compat.torch` (``torch.nn.functional``),
-:mod:`xent.compat.optax`. Importing a dialect imports no framework (the module
+:mod:`xent.compat.optax`, :mod:`xent.compat.torchvision` (``sigmoid_focal_loss``).
+Importing a dialect imports no framework (the module
 ``xent.compat.torch`` does not import torch). See ``docs/porting.md``.
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["keras", "optax", "tensorflow", "torch"]
+__all__ = ["keras", "optax", "tensorflow", "torch", "torchvision"]
 
 
 def __getattr__(name: str) -> Any:

@@ -26,13 +26,14 @@ array([0.05129344, 2.3025851 ], dtype=float32)
 1.1769392
 
 The classes ``CategoricalCrossentropy``, ``SparseCategoricalCrossentropy``,
-``BinaryCrossentropy`` and :class:`XentLoss` are built on first use: where
+``BinaryCrossentropy``, ``CategoricalFocalCrossentropy``,
+``BinaryFocalCrossentropy`` and :class:`XentLoss` are built on first use: where
 Keras 3 is installed they are real ``keras.losses.Loss`` subclasses
 (``model.compile(loss=...)``, ``dtype=`` and dtype policies, ``get_config``,
 ``model.save``/``keras.models.load_model``; registered serialisable as
 ``"xent>CategoricalCrossentropy"`` and so on), without Keras plain classes
 with the same signatures. Importing this module imports no framework; touching
-one of the classes imports Keras and registers all four (as does importing
+one of the classes imports Keras and registers them all (as does importing
 this module once Keras is imported), which ``keras.models.load_model`` needs.
 
 Differences, deliberate: called on NumPy arrays or on another framework's
@@ -63,7 +64,8 @@ from xent.compat._common import as_predictions, backend, is_float, is_host, like
 Array = Any
 REDUCTIONS = ("sum", "sum_over_batch_size", "mean", "mean_with_sample_weight", "none", None)
 #: The classes built on first use (Keras losses where Keras is installed).
-LAZY = ("BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "XentLoss")
+LAZY = ("BinaryCrossentropy", "BinaryFocalCrossentropy", "CategoricalCrossentropy", "CategoricalFocalCrossentropy",
+        "SparseCategoricalCrossentropy", "XentLoss")
 #: the xent losses XentLoss takes (CLASS_ID_LOSSES: those whose labels are class ids)
 XENT_LOSSES = LOSSES
 
@@ -178,20 +180,55 @@ def categorical_crossentropy(y_true: Array, y_pred: Array, from_logits: bool = F
     Raises:
       ValueError: ``axis`` a bool, or shapes that differ.
     """
+    return _categorical("categorical_crossentropy", y_true, y_pred, from_logits, axis,
+                        label_smoothing=label_smoothing)
+
+
+def _categorical(name: str, y_true: Array, y_pred: Array, from_logits: bool, axis: int, **options: Any) -> Array:
+    """Keras' checks of the dense losses, then xent's softmax or categorical loss."""
     if isinstance(axis, bool):
         raise ValueError(f"`axis` must be of type `int`. Received: axis={axis} of type {type(axis)}")
     y_pred = as_predictions(y_pred)
     if shape(y_pred) and shape(y_pred)[-1] == 1:
         warnings.warn(
-            "In loss categorical_crossentropy, expected y_pred.shape to be (batch_size, num_classes) "
+            f"In loss {name}, expected y_pred.shape to be (batch_size, num_classes) "
             f"with num_classes > 1. Received: y_pred.shape={tuple(shape(y_pred))}. "
             "Consider using 'binary_crossentropy' if you only have 2 classes.",
-            SyntaxWarning, stacklevel=2)
+            SyntaxWarning, stacklevel=3)
     _check_same_shape(y_true, y_pred)
     y_pred, from_logits = _keras_logits(y_pred, from_logits, "Softmax")
-    if from_logits:
-        return xent.softmax_cross_entropy(y_pred, y_true, axis=axis, label_smoothing=label_smoothing)
-    return xent.categorical_cross_entropy(y_pred, y_true, axis=axis, label_smoothing=label_smoothing)
+    fn = xent.softmax_cross_entropy if from_logits else xent.categorical_cross_entropy
+    return fn(y_pred, y_true, axis=axis, **options)
+
+
+def categorical_focal_crossentropy(y_true: Array, y_pred: Array, alpha: float = 0.25, gamma: float = 2.0,
+                                   from_logits: bool = False, label_smoothing: float = 0.0,
+                                   axis: int = -1) -> Array:
+    """``keras.losses.categorical_focal_crossentropy``: ``-α·Σ_c y_c·(1-p_c)^γ·log p_c``.
+
+    Args:
+      y_true: one-hot or soft labels, same shape as ``y_pred``.
+      y_pred: probabilities (``from_logits=False``: renormalised and clipped to
+        ``[1e-7, 1 - 1e-7]``, as Keras) or logits (then exact: Keras clips the
+        softmax there too, which floors the loss and zeroes its gradient).
+      alpha: the constant weight ``α`` (Keras' default 0.25).
+      gamma: the focal exponent ``γ >= 0``.
+      from_logits: whether ``y_pred`` are logits.
+      label_smoothing: ``α_s`` in ``[0, 1)``: ``y·(1-α_s) + α_s/C``, before the factor.
+      axis: the class axis.
+
+    Returns:
+      ``y_pred.shape`` without ``axis``.
+
+    >>> import numpy as np
+    >>> y_true = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    >>> y_pred = np.array([[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]], dtype=np.float32)
+    >>> categorical_focal_crossentropy(y_true, y_pred).round(4)
+    array([0.    , 0.4663], dtype=float32)
+    """
+    loss = _categorical("categorical_focal_crossentropy", y_true, y_pred, from_logits, axis,
+                        label_smoothing=label_smoothing, focal_gamma=gamma)
+    return loss * alpha
 
 
 def _sparse(y_true: Array, y_pred: Array, from_logits: bool, ignore_class: int | None,
@@ -246,13 +283,49 @@ def binary_crossentropy(y_true: Array, y_pred: Array, from_logits: bool = False,
     Raises:
       ValueError: shapes that differ.
     """
+    return _binary(y_true, y_pred, from_logits, axis, label_smoothing=label_smoothing)
+
+
+def _binary(y_true: Array, y_pred: Array, from_logits: bool, axis: int, **options: Any) -> Array:
+    """Keras' binary losses: xent's sigmoid or binary loss, then the mean over ``axis``."""
     y_pred = as_predictions(y_pred)
     _check_same_shape(y_true, y_pred)
     y_pred, from_logits = _keras_logits(y_pred, from_logits, "Sigmoid")
     fn = xent.sigmoid_cross_entropy if from_logits else xent.binary_cross_entropy
-    loss = fn(y_pred, y_true, label_smoothing=label_smoothing)
+    loss = fn(y_pred, y_true, **options)
     be = backend(loss)
     return be.sum(loss, axis) / shape(loss)[axis]
+
+
+def binary_focal_crossentropy(y_true: Array, y_pred: Array, apply_class_balancing: bool = False,
+                              alpha: float = 0.25, gamma: float = 2.0, from_logits: bool = False,
+                              label_smoothing: float = 0.0, axis: int = -1) -> Array:
+    """``keras.losses.binary_focal_crossentropy``: ``(1-p_t)^γ·bce``, then the mean over ``axis``.
+
+    Args:
+      y_true: labels in ``[0, 1]``, same shape as ``y_pred``.
+      y_pred: probabilities (``from_logits=False``; ``1 - p_t`` from them as
+        given, the cross-entropy clipped, as Keras) or logits (then both in log
+        space: Keras takes ``p_t`` from the sigmoid, whose gradient is NaN once
+        it rounds to 1 for ``γ < 1``).
+      apply_class_balancing: weigh positives ``alpha`` and negatives ``1 - alpha``.
+      alpha: the class balance (used only with ``apply_class_balancing``).
+      gamma: the focal exponent ``γ >= 0``.
+      from_logits: whether ``y_pred`` are logits.
+      label_smoothing: ``α_s``: ``y·(1-α_s) + α_s/2``, before ``p_t``.
+      axis: the axis the elementwise losses are averaged over.
+
+    Returns:
+      ``y_pred.shape`` without ``axis``.
+
+    >>> import numpy as np
+    >>> y_true = np.array([[0.0, 1.0], [0.0, 0.0]])
+    >>> y_pred = np.array([[0.6, 0.4], [0.4, 0.6]], dtype=np.float32)
+    >>> binary_focal_crossentropy(y_true, y_pred, gamma=2.0).round(3)
+    array([0.33 , 0.206], dtype=float32)
+    """
+    return _binary(y_true, y_pred, from_logits, axis, label_smoothing=label_smoothing, focal_gamma=gamma,
+                   focal_alpha=alpha if apply_class_balancing else None)
 
 
 # ------------------------------------------------ the loss classes' logic
@@ -288,7 +361,7 @@ def _check_reduction(reduction: str | None) -> None:
 
 
 class _Dialect:
-    """What the three classes add to a base (Keras' ``Loss`` or the plain one):
+    """What the classes add to a base (Keras' ``Loss`` or the plain one):
     the loss with its mask, the call in the inputs' own framework, the config."""
 
     name: str
@@ -345,7 +418,7 @@ class _PlainLoss:
 
 
 def _define(base: type, doc_extra: str) -> dict[str, type]:
-    """The three Keras classes on ``base`` (written once, for both bases)."""
+    """The Keras classes on ``base`` (written once, for both bases)."""
 
     class CategoricalCrossentropy(_Dialect, base):  # type: ignore[misc, valid-type]
         def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
@@ -389,8 +462,44 @@ def _define(base: type, doc_extra: str) -> dict[str, type]:
         def _options(self) -> dict[str, Any]:
             return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis}
 
+    class BinaryFocalCrossentropy(_Dialect, base):  # type: ignore[misc, valid-type]
+        def __init__(self, apply_class_balancing: bool = False, alpha: float = 0.25, gamma: float = 2.0,
+                     from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                     reduction: str | None = "sum_over_batch_size", name: str = "binary_focal_crossentropy",
+                     dtype: Any = None) -> None:
+            super().__init__(name=name, reduction=reduction, dtype=dtype)
+            self.apply_class_balancing, self.alpha, self.gamma = apply_class_balancing, alpha, gamma
+            self.from_logits, self.label_smoothing, self.axis = from_logits, label_smoothing, axis
+
+        def _losses(self, y_true: Array, y_pred: Array) -> tuple[Array, Array | None]:
+            y_true, y_pred = _same_rank(y_true, y_pred)
+            return binary_focal_crossentropy(y_true, y_pred, self.apply_class_balancing, self.alpha, self.gamma,
+                                             self.from_logits, self.label_smoothing, self.axis), None
+
+        def _options(self) -> dict[str, Any]:
+            return {"apply_class_balancing": self.apply_class_balancing, "alpha": self.alpha, "gamma": self.gamma,
+                    "from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis}
+
+    class CategoricalFocalCrossentropy(_Dialect, base):  # type: ignore[misc, valid-type]
+        def __init__(self, alpha: float = 0.25, gamma: float = 2.0, from_logits: bool = False,
+                     label_smoothing: float = 0.0, axis: int = -1, reduction: str | None = "sum_over_batch_size",
+                     name: str = "categorical_focal_crossentropy", dtype: Any = None) -> None:
+            super().__init__(name=name, reduction=reduction, dtype=dtype)
+            self.alpha, self.gamma = alpha, gamma
+            self.from_logits, self.label_smoothing, self.axis = from_logits, label_smoothing, axis
+
+        def _losses(self, y_true: Array, y_pred: Array) -> tuple[Array, Array | None]:
+            y_true, y_pred = _same_rank(y_true, y_pred)
+            return categorical_focal_crossentropy(y_true, y_pred, self.alpha, self.gamma, self.from_logits,
+                                                  self.label_smoothing, self.axis), None
+
+        def _options(self) -> dict[str, Any]:
+            return {"alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits,
+                    "label_smoothing": self.label_smoothing, "axis": self.axis}
+
     classes: dict[str, type] = {
-        c.__name__: c for c in (CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy)
+        c.__name__: c for c in (CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy,
+                                BinaryFocalCrossentropy, CategoricalFocalCrossentropy)
     }
     for cls_name, cls in classes.items():
         cls.__qualname__ = cls_name
@@ -467,6 +576,29 @@ _DOCS = {
   0.865
 """,
 }
+
+_DOCS["BinaryFocalCrossentropy"] = """``keras.losses.BinaryFocalCrossentropy``: the focal binary
+  cross-entropy, elementwise, then the mean over ``axis`` (:func:`binary_focal_crossentropy`).
+
+  Args:
+    apply_class_balancing: weigh positives ``alpha``, negatives ``1 - alpha``.
+    alpha: the class balance, in ``[0, 1]``.
+    gamma: the focal exponent ``γ >= 0``.
+    from_logits: whether ``y_pred`` are logits (then computed in log space).
+    label_smoothing: ``α_s`` in ``[0, 1)``: labels ``y·(1-α_s) + α_s/2``.
+    axis: the axis averaged over.
+""" + _COMMON_ARGS
+
+_DOCS["CategoricalFocalCrossentropy"] = """``keras.losses.CategoricalFocalCrossentropy``:
+  ``-alpha·Σ_c y_c·(1-p_c)^γ·log p_c`` (:func:`categorical_focal_crossentropy`).
+
+  Args:
+    alpha: the constant weight (Keras' default 0.25).
+    gamma: the focal exponent ``γ >= 0``.
+    from_logits: whether ``y_pred`` are logits (then exact, in log space).
+    label_smoothing: ``α_s`` in ``[0, 1)``: labels ``y·(1-α_s) + α_s/C``.
+    axis: the class axis.
+""" + _COMMON_ARGS
 
 _PLAIN_NOTE = "\n  (Keras is not installed: a plain class with Keras' signature, running on any xent backend.)\n"
 _KERAS_NOTE = "\n  A ``keras.losses.Loss``, registered serialisable as ``\"xent>{name}\"``.\n"
@@ -686,11 +818,15 @@ if sys.modules.get("keras") is not None:
 
 __all__ = [
     "BinaryCrossentropy",
+    "BinaryFocalCrossentropy",
     "CategoricalCrossentropy",
+    "CategoricalFocalCrossentropy",
     "SparseCategoricalCrossentropy",
     "XentLoss",
     "binary_crossentropy",
+    "binary_focal_crossentropy",
     "categorical_crossentropy",
+    "categorical_focal_crossentropy",
     "losses",
     "sparse_categorical_crossentropy",
 ]

@@ -23,9 +23,11 @@ everything to JAX); with host data only, the result is NumPy (optax: a
 
 Provided: ``softmax_cross_entropy``, ``safe_softmax_cross_entropy``,
 ``softmax_cross_entropy_with_integer_labels``, ``sigmoid_binary_cross_entropy``,
-``poly_loss_cross_entropy`` (the cross-entropy plus optax's polynomial term) and
-``smooth_labels``. Not provided (not cross-entropies, or not over xent's
-losses): ``sigmoid_focal_loss``, ``ctc_loss``, the KL divergences, the hinge,
+``sigmoid_focal_loss``, ``poly_loss_cross_entropy`` (the cross-entropy plus
+optax's polynomial term), ``smooth_labels``, and the KL divergences
+``kl_divergence``, ``kl_divergence_with_log_targets``,
+``generalized_kl_divergence`` and ``convex_kl_divergence``. Not provided (not
+cross-entropies, or not over xent's losses): ``ctc_loss``, the hinge,
 perceptron, sparsemax, ranking, regression, segmentation and self-supervised
 losses, and the deprecated aliases ``binary_logistic_loss`` and
 ``multiclass_logistic_loss``.
@@ -65,6 +67,7 @@ __all__ = [
     "poly_loss_cross_entropy",
     "safe_softmax_cross_entropy",
     "sigmoid_binary_cross_entropy",
+    "sigmoid_focal_loss",
     "smooth_labels",
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_integer_labels",
@@ -297,6 +300,46 @@ def sigmoid_binary_cross_entropy(logits: Array, labels: Array) -> Array:
     return xent.sigmoid_cross_entropy(_predictions(logits, labels), labels)
 
 
+def sigmoid_focal_loss(logits: Array, labels: Array, *, alpha: float | None = None, gamma: float = 2.0) -> Array:
+    """``optax.sigmoid_focal_loss``: ``α_t·(1 - p_t)^γ·`` the sigmoid cross-entropy, elementwise.
+
+    Args:
+      logits: any shape, floating point.
+      labels: the same shape, in ``[0, 1]`` (soft labels allowed: ``1 - p_t =
+        y·(1 - p) + (1 - y)·p``).
+      alpha: None (no weighting) or the weight of positives in ``[0, 1]``
+        (``α·y + (1 - α)·(1 - y)``).
+      gamma: the focal exponent ``γ >= 0``.
+
+    Returns:
+      ``logits.shape``, in the dtype of ``logits``; the factor is taken in log
+      space, as optax >= 0.2.5 does.
+    """
+    z = _predictions(logits, labels)
+    if _number(gamma) and (alpha is None or _number(alpha)):
+        return xent.sigmoid_cross_entropy(z, labels, focal_gamma=gamma, focal_alpha=alpha)
+    # optax takes gamma and alpha as arrays too (traced, under jax.jit): the same
+    # formula with them as operands.
+    from xent import _frontend as fe
+    from xent._losses import sigmoid_focal
+
+    p = fe.predictions(z, "logits")
+    be = p.backend
+    y = fe.float_labels(p, labels)
+    g = be.cast(like(gamma, p.value), p.compute_dtype)
+    a = None if alpha is None else be.cast(like(alpha, p.value), p.compute_dtype)
+    with be.errstate():
+        loss = be.binary_nll(p.value, y, None)
+        # (γ = 0 exactly the cross-entropy, also at a logit where log(1 - p_t) = -inf)
+        loss = be.where(g == 0, loss, sigmoid_focal(be, p.value, y, loss, g, None))
+        return p.finish(sigmoid_focal(be, p.value, y, loss, None, a))
+
+
+def _number(x: Any) -> bool:
+    """A Python or NumPy real number (not an array, not a tracer)."""
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
 def poly_loss_cross_entropy(logits: Array, labels: Array, *, epsilon: Array | float = 2.0, axis: Axis = -1,
                             where: Array | None = None) -> Array:
     """``optax.poly_loss_cross_entropy`` (Poly-1): ``CE + ε · Σ labels · (1 - softmax(logits))``.
@@ -360,3 +403,131 @@ def smooth_labels(labels: Array, alpha: Array | float, *, axis: Axis = -1, where
 losses = sys.modules[__name__]
 
 plain_python(globals(), __all__)
+
+
+# ------------------------------------------------------------ KL divergences
+def _kl_sum(log_predictions: Array, targets: Array, axis: Axis, where: Array | None, *, log_targets: bool,
+            generalized: bool = False) -> Array:
+    """``Σ target·(log target - log_prediction)`` over ``axis`` (``where`` masking
+    elements out), each term 0 where the target probability is 0; with
+    ``generalized`` plus ``Σ (exp(log_prediction) - target)``. Elementwise
+    products guarded as :func:`xent.kl_divergence`'s; half types in float32."""
+    from xent._divergence import kl_pointwise
+    from xent.backends._base import FLOAT_DTYPES, HALF_DTYPES
+
+    x = _predictions(log_predictions, targets, where)
+    be = backend(x)
+    y = like(as_predictions(targets), x)
+    for name, arr in (("log_predictions", x), ("log_targets" if log_targets else "targets", y)):
+        if be.dtype_name(arr) not in FLOAT_DTYPES:
+            raise TypeError(f"{name} must be floating point; received {name}.dtype={be.dtype_name(arr)}")
+    dtype = be.dtype_name(x)
+    compute = "float32" if dtype in HALF_DTYPES else dtype
+    x, y = be.cast(x, compute), be.cast(y, compute)
+    with be.errstate():
+        terms = kl_pointwise(be, be.exp(y), y, x) if log_targets else kl_pointwise(be, y, be.log(y), x)
+        if generalized:
+            terms = terms + (be.exp(x) - y)
+        axes = _axes(axis, len(shape(terms)))
+        if where is not None:
+            terms = be.where(_mask(_leading_ones(where, terms), terms, axes), terms, 0.0)
+        total = be.sum(_to_last(terms, axes), -1)
+    return be.cast(total, dtype)
+
+
+def _leading_ones(where: Array, ref: Array) -> Array:
+    """``where`` with ones prepended to its shape where it broadcasts to
+    ``ref``'s that way (NumPy's rule, which optax's KL sums follow); as it is
+    otherwise (a loss-shaped mask: :func:`_mask` inserts the class axes)."""
+    wshape = tuple(np.shape(where) if is_host(where) else shape(where))
+    rshape = tuple(shape(ref))
+    extra = len(rshape) - len(wshape)
+    if extra <= 0 or None in wshape or None in rshape:
+        return where
+    try:
+        ok = np.broadcast_shapes(wshape, rshape) == rshape
+    except ValueError:
+        ok = False
+    if not ok:
+        return where
+    full = (1,) * extra + wshape
+    return np.reshape(np.asarray(where), full) if is_host(where) else backend(where).reshape(where, full)
+
+
+def kl_divergence(log_predictions: Array, targets: Array, axis: Axis = -1, where: Array | None = None) -> Array:
+    """``optax.kl_divergence``: ``Σ targets · (log targets - log_predictions)`` over ``axis``.
+
+    ``log_predictions`` are used as they are (not normalised). A term whose
+    target is 0 is 0, also where ``log_predictions`` is ``-inf`` (optax: NaN).
+    For two sets of logits, :func:`xent.kl_divergence` is the same divergence
+    with the softmaxes taken in log space.
+
+    >>> import numpy as np
+    >>> kl_divergence(np.log(np.array([0.5, 0.25, 0.25])), np.array([0.4, 0.6, 0.0])).round(6)
+    np.float64(0.436024)
+
+    Args:
+      log_predictions: ``[..., num_classes]`` log-probabilities, floating point.
+      targets: the same shape, probabilities (floating point).
+      axis: the class axis, a tuple of axes, or ``None`` (all).
+      where: boolean mask of the elements to include (the shape of the inputs
+        or broadcastable to it; or the loss shape, as in :func:`softmax_cross_entropy`).
+
+    Returns:
+      ``log_predictions.shape`` without ``axis``, in the dtype of ``log_predictions``.
+
+    Raises:
+      TypeError: non-floating inputs. ValueError: a bad ``axis`` or ``where``.
+    """
+    return _kl_sum(log_predictions, targets, axis, where, log_targets=False)
+
+
+def kl_divergence_with_log_targets(log_predictions: Array, log_targets: Array, axis: Axis = -1,
+                                   where: Array | None = None) -> Array:
+    """``optax.kl_divergence_with_log_targets``: ``Σ exp(log_targets) · (log_targets - log_predictions)``.
+
+    A term whose ``log_targets`` is ``-inf`` is 0 (optax: NaN, ``0·(-inf)``).
+
+    Args:
+      log_predictions: ``[..., num_classes]`` log-probabilities, floating point.
+      log_targets: the same shape, log-probabilities.
+      axis: the class axis, a tuple of axes, or ``None``.
+      where: as in :func:`kl_divergence`.
+
+    Returns:
+      ``log_predictions.shape`` without ``axis``, in the dtype of ``log_predictions``.
+    """
+    return _kl_sum(log_predictions, log_targets, axis, where, log_targets=True)
+
+
+def generalized_kl_divergence(log_predictions: Array, targets: Array, axis: Axis = -1,
+                              where: Array | None = None) -> Array:
+    """``optax.generalized_kl_divergence``: :func:`kl_divergence` plus
+    ``Σ (exp(log_predictions) - targets)``, for unnormalised distributions.
+
+    Args:
+      log_predictions: ``[..., num_classes]`` log-probabilities (need not sum to 1).
+      targets: the same shape, non-negative (need not sum to 1).
+      axis: the class axis, a tuple of axes, or ``None``.
+      where: as in :func:`kl_divergence`.
+
+    Returns:
+      ``log_predictions.shape`` without ``axis``, in the dtype of ``log_predictions``.
+    """
+    return _kl_sum(log_predictions, targets, axis, where, log_targets=False, generalized=True)
+
+
+def convex_kl_divergence(log_predictions: Array, targets: Array, axis: Axis = -1,
+                         where: Array | None = None) -> Array:
+    """``optax.convex_kl_divergence``: the deprecated name of
+    :func:`generalized_kl_divergence` (warns ``DeprecationWarning``, as optax)."""
+    import warnings
+
+    warnings.warn("The function convex_kl_divergence is deprecated. Please use generalized_kl_divergence instead.",
+                  category=DeprecationWarning, stacklevel=2)
+    return generalized_kl_divergence(log_predictions, targets, axis=axis, where=where)
+
+
+_KL = ["convex_kl_divergence", "generalized_kl_divergence", "kl_divergence", "kl_divergence_with_log_targets"]
+__all__ += _KL
+plain_python(globals(), _KL)

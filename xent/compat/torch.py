@@ -373,3 +373,89 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *extra])
 
 plain_python(globals(), __all__)
+
+
+def kl_div(
+    input: Array,
+    target: Array,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> Array:
+    """``torch.nn.functional.kl_div``: ``target·(log target - input)`` elementwise.
+
+    ``input`` holds log-probabilities and is used as it is (not normalised);
+    ``target`` probabilities, or log-probabilities with ``log_target=True``
+    (then ``exp(target)·(target - input)``). An element whose target
+    probability is 0 contributes 0, also where ``input`` is ``-inf`` or (with
+    ``log_target``) ``target`` is: torch gives NaN there (``0·inf``), and its
+    derivative with respect to ``target`` there is 0 (torch: ``-inf``).
+    Elementwise, not over a class axis, so it is computed here with
+    :func:`xent.kl_divergence`'s guarded product rather than through it; for
+    two sets of logits call :func:`xent.kl_divergence` itself. Half inputs are
+    computed in float32; the result has ``input``'s dtype. ``"mean"`` does not
+    warn (torch warns that it divides by the number of elements, not the batch).
+
+    Args:
+      input: log-probabilities, any shape.
+      target: the same shape (or broadcastable), probabilities or log-probabilities.
+      size_average, reduce: deprecated, as in PyTorch (they override ``reduction``,
+        but ``"batchmean"`` still divides by the batch size).
+      reduction: ``"none"``, ``"batchmean"`` (sum ÷ ``input.shape[0]``: the
+        mathematical KL per sample for ``(N, C)`` input), ``"sum"`` or
+        ``"mean"`` (÷ the number of elements).
+      log_target: whether ``target`` is in log space.
+
+    Returns:
+      The elementwise losses (``"none"``) or a scalar, in ``input``'s dtype.
+
+    Raises:
+      ValueError: an unknown ``reduction``.
+      TypeError: non-floating ``input``.
+
+    >>> import numpy as np
+    >>> from xent.compat import torch as F
+    >>> log_p = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.2, 0.7]]))
+    >>> q = np.array([[0.4, 0.6, 0.0], [0.1, 0.2, 0.7]])
+    >>> float(F.kl_div(log_p, q, reduction="batchmean").round(6))
+    0.218012
+    """
+    from xent._divergence import kl_pointwise
+    from xent.backends._base import FLOAT_DTYPES
+
+    if size_average is not None or reduce is not None:
+        how = _legacy_reduction(size_average, reduce, "mean")
+    else:
+        how = "sum" if reduction == "batchmean" else _legacy_reduction(None, None, reduction)
+    input = as_predictions(input)
+    be = backend(input)
+    dtype = be.dtype_name(input)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"kl_div expects floating point input; received input.dtype={dtype}")
+    compute = "float32" if dtype in HALF_DTYPES else dtype
+    x = be.cast(input, compute)
+    t = be.cast(like(target, input), compute)
+    with be.errstate():
+        loss = kl_pointwise(be, be.exp(t), t, x) if log_target else kl_pointwise(be, t, be.log(t), x)
+        if how == "sum":
+            loss = be.sum(loss)
+        elif how == "mean":
+            loss = _mean_over(be.sum(loss), loss)
+        if reduction == "batchmean" and ndim(input) != 0:
+            loss = _per_row(loss, input)
+    return be.cast(loss, dtype)
+
+
+def _per_row(total: Array, input: Array) -> Array:
+    """``total / input.shape[0]`` (NaN for an empty batch, as torch); the batch
+    counted at run time where its size is unknown (tf.function)."""
+    rows = shape_of(input)[0]
+    if isinstance(rows, int):
+        return total / rows if rows else total * math.nan
+    rest = math.prod(int(d) for d in shape_of(input)[1:])
+    return safe_divide(total, numel(input), total, if_zero=math.nan) * rest
+
+
+__all__ += ["kl_div"]
+plain_python(globals(), ["kl_div"])

@@ -90,6 +90,10 @@ def main(outdir: str) -> None:
          KL.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1), ids_ignored, c, None, sample_weight),
         ("XentLoss sigmoid", kd.XentLoss("sigmoid_cross_entropy", label_smoothing=0.1),
          KL.BinaryCrossentropy(from_logits=True, label_smoothing=0.1), binary, c, None, None),
+        ("binary focal logits", kd.BinaryFocalCrossentropy(from_logits=True, gamma=1.5, apply_class_balancing=True),
+         KL.BinaryFocalCrossentropy(from_logits=True, gamma=1.5, apply_class_balancing=True), binary, c, None, None),
+        ("categorical focal softmax", kd.CategoricalFocalCrossentropy(gamma=2.0, label_smoothing=0.1),
+         KL.CategoricalFocalCrossentropy(gamma=2.0, label_smoothing=0.1), onehot, c, "softmax", sample_weight),
     ]
     fitted = {}
     for label, ours, theirs, y, out, act, sw in cases:
@@ -117,7 +121,9 @@ def main(outdir: str) -> None:
     for label, cls in [("sparse ignore_class", kd.SparseCategoricalCrossentropy),
                        ("categorical logits smoothing", kd.CategoricalCrossentropy),
                        ("binary sigmoid", kd.BinaryCrossentropy),
-                       ("XentLoss sparse ignore_index", kd.XentLoss)]:
+                       ("XentLoss sparse ignore_index", kd.XentLoss),
+                       ("binary focal logits", kd.BinaryFocalCrossentropy),
+                       ("categorical focal softmax", kd.CategoricalFocalCrossentropy)]:
         m = fitted[label][0]
         y = {c2[0]: c2[3] for c2 in cases}[label]
         path = os.path.join(outdir, f"{backend}-{cls.__name__}.keras")
