@@ -58,6 +58,13 @@ def labels_out_of_range(values: Any, num: int, ignore_index: int | None) -> Any:
     return bad
 
 
+def plain_sparse(label_smoothing: Any, class_weights: Any) -> bool:
+    """Whether a fused sparse hook's options beyond ``ignore_index`` are at
+    their defaults (no smoothing, no class weights); False for anything but a
+    Python number (the general path validates it)."""
+    return class_weights is None and type(label_smoothing) in (float, int) and label_smoothing == 0
+
+
 def labels_valid(values: Any, num: int, ignore_index: int | None) -> bool:
     """Whether every integer in ``values`` is in ``[0, num)`` or ``ignore_index``
     (one reduction when all are in range, the usual case)."""
@@ -197,10 +204,13 @@ class Backend:
 
     # ------------------------------------------------------------- fast path
     def fused_sparse(
-        self, logits: Array, labels: Array, *, axis: Any, reduction: Any, ignore_index: Any
+        self, logits: Array, labels: Array, *, axis: Any, reduction: Any, ignore_index: Any,
+        label_smoothing: Any = 0.0, class_weights: Any = None,
     ) -> Array | None:
-        """The plain sparse loss, reduced, in one native call; ``None`` to take
-        the next rung of the ladder (``xent._dispatch``).
+        """The sparse loss, reduced, in one native call; ``None`` to take
+        the next rung of the ladder (``xent._dispatch``). A backend whose
+        native kernel has no smoothing or class weights declines when they are
+        set (:func:`plain_sparse`).
 
         The options it honours (given or default) are passed by name, not yet
         validated; every other option is at its default. A

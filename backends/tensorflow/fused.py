@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from .._base import Array, Backend
+from .._base import Array, Backend, plain_sparse
 from .compile_cache import running_eagerly
 from .traced import reduced_binary_nll
 
@@ -57,7 +57,8 @@ def _sparse_graph(dtype: Any, label_dtype: Any, rank: int, reduction: str) -> An
 
 
 def fused_sparse(
-    be: Backend, logits: Array, labels: Array, *, axis: Any, reduction: Any, ignore_index: Any
+    be: Backend, logits: Array, labels: Array, *, axis: Any, reduction: Any, ignore_index: Any,
+    label_smoothing: Any = 0.0, class_weights: Any = None,
 ) -> Array | None:
     # tf.nn's fused op and tf.reduce_mean/sum, the native anchor's two ops,
     # in eager mode (under tf.function out-of-range labels must give NaN,
@@ -69,6 +70,7 @@ def fused_sparse(
     # pool fall asleep between the two ops.)
     if (
         ignore_index is not None
+        or not plain_sparse(label_smoothing, class_weights)  # (tf.nn has neither)
         or type(axis) is not int
         or not isinstance(labels, tf.Tensor)
         or labels.dtype not in _FUSED_LABELS

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .._base import Backend, labels_valid
+from .._base import Backend, labels_valid, plain_sparse
 from . import tensors
 from .binary import SUM_CHECK_MIN, BinaryNLL
 from .tensors import HALF, autocast, down, forward_mode, recorded, up
@@ -89,15 +89,17 @@ def _on_device(logits: Array, reduction: str, axis: int | None = None) -> bool:
     return not (forward_mode() or autocast(logits) or _is_compiling() or _functorch_active())
 
 
-def _cross_entropy(x: Array, target: Array, enum: int, ignore_index: int = -100) -> Array:
-    """``F.cross_entropy(x, target, ignore_index=..., reduction=...)`` (``enum``:
-    torch's, from :func:`_fusable`), called without its Python wrapper (its
-    argument handling is a sizeable part of a small call) where no
-    TorchFunctionMode must see the call (the fast paths take plain tensors
-    only, so no subclass's ``__torch_function__`` is skipped)."""
+def _cross_entropy(x: Array, target: Array, enum: int, ignore_index: int = -100, weight: Array | None = None,
+                   smoothing: float = 0.0) -> Array:
+    """``F.cross_entropy(x, target, weight, ignore_index=..., reduction=...,
+    label_smoothing=...)`` (``enum``: torch's, from :func:`_fusable`), called
+    without its Python wrapper (its argument handling is a sizeable part of a
+    small call) where no TorchFunctionMode must see the call (the fast paths
+    take plain tensors only, so no subclass's ``__torch_function__`` is skipped)."""
     if _ATEN_CROSS_ENTROPY is None or _mode_active():
-        return F.cross_entropy(x, target, None, None, ignore_index, None, _REDUCTION_NAMES[enum])
-    return _ATEN_CROSS_ENTROPY(x, target, None, enum, ignore_index, 0.0)
+        return F.cross_entropy(x, target, weight, None, ignore_index, None, _REDUCTION_NAMES[enum],
+                               label_smoothing=smoothing)
+    return _ATEN_CROSS_ENTROPY(x, target, weight, enum, ignore_index, smoothing)
 
 
 def _like(labels: Any, logits: Array) -> bool:
@@ -159,17 +161,21 @@ def _nan_in(loss: Array, reduction: str) -> bool:
 
 
 def fused_sparse(
-    be: Backend, logits: Array, labels: Array, *, axis: Any, reduction: Any, ignore_index: Any
+    be: Backend, logits: Array, labels: Array, *, axis: Any, reduction: Any, ignore_index: Any,
+    label_smoothing: Any = 0.0, class_weights: Any = None,
 ) -> Array | None:
     # F.cross_entropy is the whole loss, reduction included, on the CPU in
     # eager mode: its kernel raises for an out-of-range label (we then take
     # the general path, which names the bad labels), so no host check is
-    # needed. Large logits take the chunked kernel instead. Not taken: a
-    # small mean with ignore_index (torch gives NaN when every entry is
-    # ignored, xent 0), accelerators (a device assert, not NaN) and
-    # torch.compile (out-of-range labels must give NaN there).
+    # needed. Large logits take the chunked kernel instead. Not taken:
+    # accelerators (a device assert, not NaN) and torch.compile (out-of-range
+    # labels must give NaN there); a mean with ignore_index that comes out NaN
+    # (every entry ignored) is left to the general path, which gives 0.
+    # Smoothing and class weights: _options_sparse.
     if type(labels) is not _Tensor or (ignore_index is not None and type(ignore_index) is not int):
         return None
+    if not plain_sparse(label_smoothing, class_weights):
+        return _options_sparse(logits, labels, axis, reduction, ignore_index, label_smoothing, class_weights)
     if labels.dtype is not _INT64:
         if labels.dtype in _INDEX_DTYPES and _on_device(logits, reduction, axis):
             return _device_sparse(logits, labels, reduction, ignore_index)
@@ -183,10 +189,11 @@ def fused_sparse(
         if labels.shape != logits.shape[:1] or not labels.is_cpu:
             return None  # (the general path names the mismatch)
         return _chunked_sparse(be, logits, labels, reduction, ignore_index)
+    nan_check = False
     if ignore_index is None:
         ignore_index = _NO_IGNORE
-    elif enum == 1:  # (a mean)
-        return None
+    elif enum == 1:  # a mean: NaN from torch where every entry is ignored (xent: 0)
+        nan_check = True
     dtype = logits.dtype
     half = dtype in HALF  # (_up and _down, inline)
     try:
@@ -198,7 +205,46 @@ def fused_sparse(
         loss = _cross_entropy(logits.float() if half else logits, labels, enum, ignore_index)
     except (IndexError, OverflowError, RuntimeError, ValueError):
         return None
+    if nan_check and bool(loss.isnan()):
+        return None
     return loss.to(dtype) if half else loss
+
+def _options_sparse(logits: Array, labels: Array, axis: Any, reduction: Any, ignore_index: int | None,
+                    label_smoothing: Any, class_weights: Any) -> Array | None:
+    # F.cross_entropy with label smoothing and class weights is xent's
+    # formula and its weighted mean (docs/semantics.md). Small CPU logits
+    # only; declined: class weights that are not a CPU float tensor of
+    # shape [C] (or need a gradient: torch's kernel gives none), a zero class
+    # weight with smoothing (torch forms 0·inf at a -inf logit, xent 0), and
+    # a mean that comes out NaN (nothing kept, or a zero total weight: xent 0).
+    if type(label_smoothing) not in (float, int) or not 0.0 <= label_smoothing < 1.0 or labels.dtype is not _INT64:
+        return None
+    enum = _fusable(logits, reduction, axis)
+    if enum is None or logits.numel() > CHUNKED_MIN:
+        return None
+    w = class_weights
+    if w is not None:
+        if (type(w) is not _Tensor or w.requires_grad or not w.is_cpu or w.shape != logits.shape[1:2]
+                or not w.is_floating_point()):
+            return None
+        if label_smoothing and bool((w == 0).any()):
+            return None
+    dtype = logits.dtype
+    half = dtype in HALF
+    x = logits.float() if half else logits
+    if w is not None and w.dtype != x.dtype:
+        w = w.to(x.dtype)
+    ignore = _NO_IGNORE if ignore_index is None else ignore_index
+    try:
+        if ignore is _NO_IGNORE and labels.min().item() == _NO_IGNORE:
+            return None
+        loss = _cross_entropy(x, labels, enum, ignore, w, float(label_smoothing))
+    except (IndexError, OverflowError, RuntimeError, ValueError):
+        return None
+    if enum == 1 and bool(loss.isnan()):
+        return None
+    return loss.to(dtype) if half else loss
+
 
 def _chunked_sparse(
     be: Backend, logits: Array, labels: Array, reduction: str, ignore_index: int | None

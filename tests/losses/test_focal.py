@@ -536,3 +536,30 @@ def test_probability_focal_gradients_are_finite_at_0_and_1(autodiff_fw, gamma): 
     (g,) = fw.grad(lambda a: xent.categorical_cross_entropy(a, fw.asarray(onehot, "float32"), focal_gamma=gamma,
                                                             reduction="sum"), [fw.asarray(probs, "float32")])
     assert np.all(np.isfinite(np.asarray(g))), g
+
+
+@pytest.mark.parametrize("name", ["sparse", "dense", "sigmoid"])
+def test_focal_with_a_normalizer(fw, name):  # type: ignore[no-untyped-def]
+    """The global-mean option composes: Σ sample weight × focal loss / normalizer."""
+    rng = np.random.default_rng(13)
+    z = rng.normal(size=(5, 4)) * 2
+    w = rng.uniform(0.5, 1.5, size=5 if name != "sigmoid" else (5, 4))
+    if name == "sparse":
+        y = rng.integers(0, 4, size=5)
+        y[1] = -100
+        got = xent.sparse_softmax_cross_entropy(fw.asarray(z, "float64"), fw.asarray(y), ignore_index=-100,
+                                                focal_gamma=2.0, poly_epsilon=1.0, weights=fw.asarray(w, "float64"),
+                                                reduction="mean", normalizer=7.0)
+        want = ref_sparse(z, y, -1, gamma=2.0, eps=1.0, ignore_index=-100, w=w, reduction="sum") / 7.0
+    elif name == "dense":
+        y = soft_labels(rng, z.shape, -1)
+        got = xent.softmax_cross_entropy(fw.asarray(z, "float64"), fw.asarray(y, "float64"), focal_gamma=0.5,
+                                         weights=fw.asarray(w, "float64"), reduction="mean", normalizer=7.0)
+        want = ref_dense(z, y, -1, gamma=0.5, w=w, reduction="sum") / 7.0
+    else:
+        y = (rng.random(z.shape) < 0.5).astype(float)
+        got = xent.sigmoid_cross_entropy(fw.asarray(z, "float64"), fw.asarray(y, "float64"), focal_gamma=2.0,
+                                         focal_alpha=0.25, weights=fw.asarray(w, "float64"), reduction="mean",
+                                         normalizer=7.0)
+        want = ref_sigmoid(z, y, gamma=2.0, balance=0.25, w=w, reduction="sum") / 7.0
+    assert_matches(fw, got, want, "float64", 4, z.size)

@@ -136,25 +136,25 @@ def test_every_option_reaches_the_result(fw, name):  # type: ignore[no-untyped-d
 
 @pytest.mark.parametrize("fw_name", ["torch", "tensorflow"])
 def test_a_fused_hook_that_drops_an_option_is_caught(fw_name, monkeypatch):  # type: ignore[no-untyped-def]
-    # A ladder that wrongly lists label_smoothing among the options the sparse
+    # A ladder that wrongly lists z_loss among the options the sparse
     # fused hook honours. The hook's signature refuses it; a hook that took it
     # and ignored it is what the check above must catch.
     from tests.conftest import _get
 
     fw = _get(fw_name)
     real = RUNGS["sparse_softmax_cross_entropy"]
-    wrong = Rungs(real.fused, (*real.honours, "label_smoothing"), real.class_ids)
+    wrong = Rungs(real.fused, (*real.honours, "z_loss"), real.class_ids)
     broken = ladder(general_of(xent.sparse_softmax_cross_entropy), wrong)
-    x, y, _ = _call(fw, "sparse_softmax_cross_entropy", "label_smoothing", 0.1)
-    with pytest.raises(TypeError, match="label_smoothing"):
-        broken(x, y, label_smoothing=0.1, reduction="mean")
+    x, y, _ = _call(fw, "sparse_softmax_cross_entropy", "z_loss", 0.01)
+    with pytest.raises(TypeError, match="z_loss"):
+        broken(x, y, z_loss=0.01, reduction="mean")
     backend = type(xent.get_backend(x))
     hook = backend.fused_sparse
 
-    def sloppy(self, logits, labels, *, label_smoothing=None, **honoured):  # type: ignore[no-untyped-def]
+    def sloppy(self, logits, labels, *, z_loss=None, **honoured):  # type: ignore[no-untyped-def]
         return hook(self, logits, labels, **honoured)
 
     monkeypatch.setattr(backend, "fused_sparse", sloppy)
     found = disagreements(broken, fw)
-    assert found and {option for option, _, _ in found} == {"label_smoothing"}
+    assert found and {option for option, _, _ in found} == {"z_loss"}
     assert disagreements(xent.sparse_softmax_cross_entropy, fw) == []  # (the real ladder)

@@ -62,7 +62,9 @@ def test_torch_fused_envelope():
     assert be.fused_sparse(z, y, **dict(axis=1, reduction="mean", ignore_index=None)) is not None
     assert be.fused_sparse(z, y, **dict(axis=-1, reduction="sum", ignore_index=-100)) is not None
     # Outside the envelope the general path runs:
-    assert be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=3)) is None  # all-ignored mean is 0, not NaN
+    assert be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=3)) is not None  # some kept
+    everything = torch.full_like(y, 3)  # all ignored: torch's mean is NaN, xent's 0
+    assert be.fused_sparse(z, everything, **dict(axis=-1, reduction="mean", ignore_index=3)) is None
     assert be.fused_sparse(z[:0], y[:0], **dict(axis=-1, reduction="mean", ignore_index=None)) is None  # empty mean
     assert be.fused_sparse(z, y.int(), **dict(axis=-1, reduction="none", ignore_index=None)) is None  # not int64
     assert be.fused_sparse(z, y, **dict(axis=0, reduction="none", ignore_index=None)) is None  # class axis first
@@ -161,3 +163,62 @@ def test_torch_fused_dense_and_sigmoid_envelope():
         assert be.fused_sigmoid(*args[:2], **dict(reduction=args[2])) is None
     with pytest.raises(ValueError, match="labels must have the same shape"):
         xent.softmax_cross_entropy(z, soft[:, :3])
+
+
+OPTION_SETS = {
+    "smooth": {"label_smoothing": 0.1},
+    "ignore+smooth": {"ignore_index": -100, "label_smoothing": 0.2},
+    "class_weights": {"class_weights": True},
+    "all": {"ignore_index": -100, "label_smoothing": 0.1, "class_weights": True},
+}
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("option", list(OPTION_SETS))
+def test_torch_fused_with_smoothing_and_class_weights(option, dtype, reduction):
+    """F.cross_entropy's label_smoothing and weight are xent's formula and
+    weighted mean: the hook answers, and equals the float64 reference."""
+    torch = torch_or_skip()
+    opts = dict(OPTION_SETS[option])
+    be = xent.get_backend("torch")
+    rng = np.random.default_rng(3)
+    z = torch.from_numpy(Z).to(getattr(torch, dtype))
+    y = Y.copy()
+    if "ignore_index" in opts:
+        y[::3] = -100
+    cw = rng.uniform(0.5, 2.0, size=Z.shape[1]) if opts.pop("class_weights", False) else None
+    out = be.fused_sparse(z, torch.from_numpy(y), axis=-1, reduction=reduction, ignore_index=opts.get("ignore_index"),
+                          label_smoothing=opts.get("label_smoothing", 0.0),
+                          class_weights=None if cw is None else torch.from_numpy(cw).float())
+    assert out is not None and out.dtype == z.dtype
+    want = ref.sparse(z.double().numpy(), y, ignore_index=opts.get("ignore_index"),
+                      alpha=opts.get("label_smoothing", 0.0), cw=None if cw is None else np.float32(cw),
+                      reduction=reduction)
+    assert_close(out, want, num_classes=Z.shape[1], reduced=1 if reduction == "none" else len(y))
+
+
+def test_torch_fused_options_decline_outside_the_envelope():
+    torch = torch_or_skip()
+    be = xent.get_backend("torch")
+    z, y = torch.from_numpy(Z), torch.from_numpy(Y)
+    c = Z.shape[1]
+    w = torch.linspace(0.5, 2.0, c, dtype=z.dtype)
+
+    def hook(**kw):  # type: ignore[no-untyped-def]
+        args = {"axis": -1, "reduction": "mean", "ignore_index": None, "label_smoothing": 0.1, "class_weights": w}
+        args.update(kw)
+        return be.fused_sparse(z, y, **args)
+
+    assert hook() is not None
+    assert hook(class_weights=w.numpy()) is None  # NumPy: the general path moves it
+    assert hook(class_weights=w.clone().requires_grad_(True)) is None  # torch's kernel has no weight gradient
+    assert hook(class_weights=torch.cat([w[:-1], w.new_zeros(1)])) is None  # 0·inf under smoothing
+    assert hook(class_weights=w[:-1]) is None  # the general path names the shape
+    assert hook(label_smoothing=1.0) is None and hook(label_smoothing="0.1") is None  # the general path raises
+    assert hook(ignore_index=int(Y[0]), class_weights=None) is not None  # some kept: a mean
+    everything = torch.full_like(y, 7)
+    assert be.fused_sparse(z, everything, axis=-1, reduction="mean", ignore_index=7, label_smoothing=0.1,
+                           class_weights=None) is None  # all ignored: NaN there, 0 in xent
+    got = xent.sparse_softmax_cross_entropy(z, everything, ignore_index=7, label_smoothing=0.1, reduction="mean")
+    assert float(got) == 0.0
