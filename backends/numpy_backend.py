@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._base import Array, Backend
+from ._base import Array, Backend, labels_valid, plain_sparse
 
 # ----------------------------------------------------------------- blocking
 #
@@ -257,6 +257,66 @@ class NumpyBackend(Backend):
                 return _binary_nll(self, logits, labels, None, reduce=False)
             total = _binary_nll(self, logits, labels, None, reduce=True)
         return logits.dtype.type(total / logits.size if reduction == "mean" else total)
+
+    def fused_sparse(
+        self, logits: Array, labels: Array, *, axis: Any, reduction: Any, ignore_index: Any,
+        label_smoothing: Any = 0.0, class_weights: Any = None,
+    ) -> Array | None:
+        # The general path's own blocked nll on host arrays checked here
+        # (classes last, in-range integer labels): the front end's validation
+        # costs more than a small loss. Anything else: the general path.
+        if not (
+            type(logits) is np.ndarray
+            and type(labels) is np.ndarray
+            and logits.dtype in (np.float32, np.float64)
+            and labels.dtype.kind in "iu"
+            and logits.ndim
+            and type(axis) is int
+            and axis in (-1, logits.ndim - 1)
+            and labels.shape == logits.shape[:-1]
+            and labels.size
+            and logits.shape[-1]
+            and reduction in ("none", "sum", "mean")
+            and (ignore_index is None or type(ignore_index) is int)
+            and plain_sparse(label_smoothing, class_weights)
+            and labels_valid(labels, logits.shape[-1], ignore_index)
+        ):
+            return None
+        keep = None if ignore_index is None else labels != ignore_index
+        with self.errstate():
+            loss = self.nll(logits, labels if keep is None else np.where(keep, labels, 0), logits.ndim - 1)
+            if keep is not None:
+                loss = np.where(keep, loss, logits.dtype.type(0))
+            if reduction == "none":
+                return loss
+            total = loss.sum()
+            if reduction == "sum":
+                return total
+            count = labels.size if keep is None else int(keep.sum())
+            return total / count if count else total * 0
+
+    def fused_dense(self, logits: Array, labels: Array, *, axis: Any, reduction: Any) -> Array | None:
+        # The general path's own soft_nll on host arrays of one dtype and
+        # shape (classes last): without the front end, as fused_sparse.
+        if not (
+            type(logits) is np.ndarray
+            and type(labels) is np.ndarray
+            and logits.dtype in (np.float32, np.float64)
+            and labels.dtype == logits.dtype
+            and labels.shape == logits.shape
+            and logits.ndim
+            and type(axis) is int
+            and axis in (-1, logits.ndim - 1)
+            and logits.shape[-1]
+            and (reduction in ("none", "sum") or (reduction == "mean" and logits.size))
+        ):
+            return None
+        with self.errstate():
+            loss = self.soft_nll(logits, labels, logits.ndim - 1)
+            if reduction == "none":
+                return loss
+            total = np.sum(loss)
+            return total if reduction == "sum" else total / (logits.size // logits.shape[-1])
 
     def log_softmax(self, z: Array, axis: int) -> Array:
         """``(z - m) - log Σ exp(z - m)``, blocked (see :func:`_blocked`)."""
