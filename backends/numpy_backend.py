@@ -141,6 +141,15 @@ def _binary_nll(be: Backend, z: np.ndarray, y: np.ndarray, pw: np.ndarray | None
     zf, yf = z.reshape(-1), y.reshape(-1)  # (views where contiguous, else copies)
     pf = None if pw is None else np.broadcast_to(pw, z.shape).reshape(-1)
     n, step = zf.size, _BLOCK_ELEMENTS
+    if n <= step:  # one block, on this thread: none of the blocking's bookkeeping
+        o = np.empty(n, z.dtype)
+        _binary_block(zf, yf, pf, o, [np.empty(n, z.dtype) for _ in range(2 if pf is None else 3)])
+        total = o.sum()
+        if np.isnan(total):  # (as below)
+            bad = np.isnan(o)
+            o[bad] = be.guarded_binary_nll(zf[bad], yf[bad], None if pf is None else pf[bad])
+            total = o.sum()
+        return float(total) if reduce else o.reshape(z.shape)
     blocks = -(-n // step)
     out = None if reduce else np.empty(n, z.dtype)
     sums = np.zeros(blocks, np.float64)
