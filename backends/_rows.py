@@ -121,9 +121,15 @@ def combine(
         smooth = log_s * (vocab if wsum is None else wsum) - stats.spread
         loss = nll * (1.0 - alpha) + smooth * (alpha / vocab)
     if z_loss:
-        lse = stats.m + log_s
-        loss = loss + (lse * lse) * z_loss
+        loss = loss + z_term(be, stats, z_loss, log_s)
     return loss
+
+
+def z_term(be: Backend, stats: RowStats, z_loss: float, log_s: Array | None = None) -> Array:
+    """PaLM's ``z_loss·logsumexp²`` of each row, ``logsumexp = m + log(sumexp)``
+    (``log_s``: ``log(sumexp)`` where the caller has it)."""
+    lse = stats.m + (be.log(stats.sumexp) if log_s is None else log_s)
+    return (lse * lse) * z_loss
 
 
 def grad_coefficients(

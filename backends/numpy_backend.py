@@ -130,6 +130,21 @@ def _binary_block(
     np.subtract(out, part, out=out)
 
 
+def _block_total(
+    be: Backend, z: np.ndarray, y: np.ndarray, pw: np.ndarray | None, out: np.ndarray, scratch: list[np.ndarray]
+) -> Any:
+    """:func:`_binary_block` into ``out``, and the block's sum; where that is
+    NaN (an infinite logit under an agreeing label, or a NaN input), the NaN
+    entries are redone by ``be.guarded_binary_nll`` (a NaN input stays NaN)."""
+    _binary_block(z, y, pw, out, scratch)
+    total = out.sum()
+    if np.isnan(total):
+        bad = np.isnan(out)
+        out[bad] = be.guarded_binary_nll(z[bad], y[bad], None if pw is None else pw[bad])
+        total = out.sum()
+    return total
+
+
 def _binary_nll(be: Backend, z: np.ndarray, y: np.ndarray, pw: np.ndarray | None, reduce: bool) -> Any:
     """The sigmoid loss of same-shaped ``z`` and ``y`` (``pw`` broadcast to
     them) in 1-D blocks of the flattened arrays, each computed in cache
@@ -143,12 +158,7 @@ def _binary_nll(be: Backend, z: np.ndarray, y: np.ndarray, pw: np.ndarray | None
     n, step = zf.size, _BLOCK_ELEMENTS
     if n <= step:  # one block, on this thread: none of the blocking's bookkeeping
         o = np.empty(n, z.dtype)
-        _binary_block(zf, yf, pf, o, [np.empty(n, z.dtype) for _ in range(2 if pf is None else 3)])
-        total = o.sum()
-        if np.isnan(total):  # (as below)
-            bad = np.isnan(o)
-            o[bad] = be.guarded_binary_nll(zf[bad], yf[bad], None if pf is None else pf[bad])
-            total = o.sum()
+        total = _block_total(be, zf, yf, pf, o, [np.empty(n, z.dtype) for _ in range(2 if pf is None else 3)])
         return float(total) if reduce else o.reshape(z.shape)
     blocks = -(-n // step)
     out = None if reduce else np.empty(n, z.dtype)
@@ -171,19 +181,27 @@ def _binary_nll(be: Backend, z: np.ndarray, y: np.ndarray, pw: np.ndarray | None
             else:
                 o = out[at]
             p_at = None if pf is None else pf[at]
-            _binary_block(zf[at], yf[at], p_at, o, [s[:m] for s in scratch])
-            total = o.sum()
-            if np.isnan(total):  # an infinite logit under an agreeing label, or a NaN
-                bad = np.isnan(o)
-                o[bad] = be.guarded_binary_nll(zf[at][bad], yf[at][bad], None if p_at is None else p_at[bad])
-                total = o.sum()
-            sums[b] = total
+            sums[b] = _block_total(be, zf[at], yf[at], p_at, o, [s[:m] for s in scratch])
 
     _spread(run, blocks, 1, n)
     if reduce:
         return float(sums.sum())
     assert out is not None  # (allocated above unless reduce)
     return out.reshape(z.shape)
+
+
+def _classes_last(logits: Any, labels: Any, axis: Any) -> bool:
+    """The envelope of NumPy's fused softmax hooks: host arrays, float32 or
+    float64 logits with at least one class, on their last axis."""
+    return (
+        type(logits) is np.ndarray
+        and type(labels) is np.ndarray
+        and logits.dtype in (np.float32, np.float64)
+        and bool(logits.ndim)
+        and type(axis) is int
+        and axis in (-1, logits.ndim - 1)
+        and bool(logits.shape[-1])
+    )
 
 
 class NumpyBackend(Backend):
@@ -275,16 +293,10 @@ class NumpyBackend(Backend):
         # (classes last, in-range integer labels): the front end's validation
         # costs more than a small loss. Anything else: the general path.
         if not (
-            type(logits) is np.ndarray
-            and type(labels) is np.ndarray
-            and logits.dtype in (np.float32, np.float64)
+            _classes_last(logits, labels, axis)
             and labels.dtype.kind in "iu"
-            and logits.ndim
-            and type(axis) is int
-            and axis in (-1, logits.ndim - 1)
             and labels.shape == logits.shape[:-1]
             and labels.size
-            and logits.shape[-1]
             and reduction in ("none", "sum", "mean")
             and (ignore_index is None or type(ignore_index) is int)
             and plain_sparse(label_smoothing, class_weights)
@@ -308,15 +320,9 @@ class NumpyBackend(Backend):
         # The general path's own soft_nll on host arrays of one dtype and
         # shape (classes last): without the front end, as fused_sparse.
         if not (
-            type(logits) is np.ndarray
-            and type(labels) is np.ndarray
-            and logits.dtype in (np.float32, np.float64)
+            _classes_last(logits, labels, axis)
             and labels.dtype == logits.dtype
             and labels.shape == logits.shape
-            and logits.ndim
-            and type(axis) is int
-            and axis in (-1, logits.ndim - 1)
-            and logits.shape[-1]
             and (reduction in ("none", "sum") or (reduction == "mean" and logits.size))
         ):
             return None

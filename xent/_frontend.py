@@ -459,12 +459,20 @@ def mask_rows(p: Predictions, values: Array, y: SparseLabels) -> Array:
     """Per-row values of class-id labels, unreduced: 0 where ignored, NaN where
     a label was found out of range under tracing (added, not selected, as
     :func:`reduce` marks them); in the predictions' result dtype."""
+    return p.finish(_masked(p, values, y.keep, y.bad))
+
+
+def _masked(p: Predictions, values: Array, keep: Array | None, bad: Array | None) -> Array:
+    """``values`` with 0 where not ``keep`` and NaN where ``bad``."""
     be = p.backend
-    if y.keep is not None:
-        values = be.where(y.keep, values, 0.0)
-    if y.bad is not None:
-        values = values + be.where(y.bad, math.nan, be.cast(y.bad, p.compute_dtype))
-    return p.finish(values)
+    if keep is not None:
+        values = be.where(keep, values, 0.0)
+    if bad is not None:
+        # NaN added, not selected, so the backward pass has no select in it
+        # (torch.compile then fuses the softmax backward, which a select splits);
+        # those entries' gradients are then those of the clipped label.
+        values = values + be.where(bad, math.nan, be.cast(bad, p.compute_dtype))
+    return values
 
 
 def normalizer_error(reduction: Any, normalizer: Any) -> Exception | None:
@@ -546,13 +554,7 @@ def reduce(
     be = p.backend
     if weights is not None:
         loss = be.weigh(weights, loss)
-    if keep is not None:
-        loss = be.where(keep, loss, 0.0)
-    if bad is not None:
-        # NaN added, not selected, so the backward pass has no select in it
-        # (torch.compile then fuses the softmax backward, which a select splits);
-        # those entries' gradients are then those of the clipped label.
-        loss = loss + be.where(bad, math.nan, be.cast(bad, p.compute_dtype))
+    loss = _masked(p, loss, keep, bad)
     if reduction == "none":
         return p.finish(loss)
     total = be.sum(loss)

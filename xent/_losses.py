@@ -14,7 +14,7 @@ from xent import _frontend as fe
 from xent._dispatch import ladder
 from xent._frontend import Reduction
 from xent._linear import Plan
-from xent.backends._rows import combine, row_stats
+from xent.backends._rows import RowStats, combine, row_stats, z_term
 
 Array = Any
 
@@ -222,20 +222,23 @@ def _sparse_modulated(
     be = p.backend
     z = fe.softcap(be, be.cast(p.value, p.compute_dtype), cap)
     stats = row_stats(be, z, axis, labels=labels)
-    log_s = be.log(stats.sumexp)
     if alpha:
         phi = fe.modulated(be, -be.log_softmax(z, axis), gamma, eps)
         picked = be.sum(be.take_along_axis(phi, be.expand_dims(labels, axis), axis), axis)
         spread = be.sum(phi if cw is None else be.weigh(fe.along_axis(p, cw, axis), phi), axis)
         loss = (picked if class_w is None else be.weigh(class_w, picked)) * (1.0 - alpha) + spread * (alpha / num)
     else:
-        loss = fe.modulated(be, log_s - stats.picked, gamma, eps)
-        if class_w is not None:
-            loss = be.weigh(class_w, loss)
-    if zl:
-        lse = stats.m + log_s
-        loss = loss + (lse * lse) * zl
-    return loss
+        loss = modulated_nll(be, stats, class_w, gamma, eps)
+    return loss + z_term(be, stats, zl) if zl else loss
+
+
+def modulated_nll(be: Any, stats: RowStats, w_y: Array | None, gamma: float, eps: float) -> Array:
+    """``w_y·φ(p_y)`` of each row from its statistics (:func:`xent._frontend.
+    modulated` of ``-log p_y = log Σ exp(d) - d_y``): the unsmoothed sparse
+    loss with focal or PolyLoss terms, also of a vocabulary split across devices
+    (:mod:`xent.distributed`)."""
+    loss = fe.modulated(be, be.log(stats.sumexp) - stats.picked, gamma, eps)
+    return loss if w_y is None else be.weigh(w_y, loss)
 
 
 def _log_one_minus_pt(be: Any, z: Array, y: Array) -> Array:

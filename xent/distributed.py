@@ -40,7 +40,8 @@ import numpy as np
 from xent import _frontend as fe
 from xent._frontend import Reduction
 from xent._linear import Plan, chunk_rows, operand
-from xent.backends._rows import RowStats, combine
+from xent._losses import modulated_nll
+from xent.backends._rows import RowStats, combine, z_term
 
 Array = Any
 
@@ -147,21 +148,15 @@ def sparse_softmax_cross_entropy(
         class_w = None if cw is None else be.take(cw, y.safe)
         wsum = None if cw is None else be.sum(cw)
         if gamma or eps:  # the label's -log p, modulated, then weighted (as the single-device loss)
-            loss = fe.modulated(be, be.log(stats.sumexp) - stats.picked, gamma, eps)
-            loss = loss if class_w is None else be.weigh(class_w, loss)
+            loss = modulated_nll(be, stats, class_w, gamma, eps)
             if zl:
-                loss = loss + _z_term(be, stats, zl)
+                loss = loss + z_term(be, stats, zl)
         else:
             loss = combine(be, stats, w_y=class_w, wsum=wsum, alpha=alpha, vocab=vocab, z_loss=zl)
         return fe.reduce(
             p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad, normalizer=normalizer
         )
 
-
-def _z_term(be: Any, stats: RowStats, z_loss: float) -> Array:
-    """``z_loss·lse²`` per row from the combined statistics."""
-    lse = stats.m + be.log(stats.sumexp)
-    return (lse * lse) * z_loss
 
 
 @fe.plain_python

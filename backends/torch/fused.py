@@ -189,23 +189,29 @@ def fused_sparse(
         if labels.shape != logits.shape[:1] or not labels.is_cpu:
             return None  # (the general path names the mismatch)
         return _chunked_sparse(be, logits, labels, reduction, ignore_index)
-    nan_check = False
-    if ignore_index is None:
-        ignore_index = _NO_IGNORE
-    elif enum == 1:  # a mean: NaN from torch where every entry is ignored (xent: 0)
-        nan_check = True
+    return _one_call(logits, labels, enum, ignore_index)
+
+
+def _one_call(logits: Array, labels: Array, enum: int, ignore_index: int | None, weight: Array | None = None,
+              smoothing: float = 0.0) -> Array | None:
+    """One ``F.cross_entropy`` call (:func:`_cross_entropy`) for the fused
+    sparse rung, half types upcast; None where its result is not xent's: a
+    label equal to the value torch is told to ignore when there is no
+    ``ignore_index`` (the general path rejects it), or a weighted or masked
+    mean that comes out NaN (nothing kept, or a zero total weight: xent 0)."""
     dtype = logits.dtype
     half = dtype in HALF  # (_up and _down, inline)
+    masked = ignore_index is not None or weight is not None
     try:
-        # (a label equal to _NO_IGNORE would be ignored silently: the
-        # general path rejects it; min() raises for no labels, which the
-        # general path handles too)
-        if ignore_index is _NO_IGNORE and labels.min().item() == _NO_IGNORE:
-            return None
-        loss = _cross_entropy(logits.float() if half else logits, labels, enum, ignore_index)
+        # (min() raises for no labels, which the general path handles too)
+        if ignore_index is None:
+            if labels.min().item() == _NO_IGNORE:
+                return None
+            ignore_index = _NO_IGNORE
+        loss = _cross_entropy(logits.float() if half else logits, labels, enum, ignore_index, weight, smoothing)
     except (IndexError, OverflowError, RuntimeError, ValueError):
         return None
-    if nan_check and bool(loss.isnan()):
+    if enum == 1 and masked and bool(loss.isnan()):
         return None
     return loss.to(dtype) if half else loss
 
@@ -229,21 +235,11 @@ def _options_sparse(logits: Array, labels: Array, axis: Any, reduction: Any, ign
             return None
         if label_smoothing and bool((w == 0).any()):
             return None
-    dtype = logits.dtype
-    half = dtype in HALF
-    x = logits.float() if half else logits
-    if w is not None and w.dtype != x.dtype:
-        w = w.to(x.dtype)
-    ignore = _NO_IGNORE if ignore_index is None else ignore_index
-    try:
-        if ignore is _NO_IGNORE and labels.min().item() == _NO_IGNORE:
-            return None
-        loss = _cross_entropy(x, labels, enum, ignore, w, float(label_smoothing))
-    except (IndexError, OverflowError, RuntimeError, ValueError):
-        return None
-    if enum == 1 and bool(loss.isnan()):
-        return None
-    return loss.to(dtype) if half else loss
+    if w is not None:  # (in the dtype the call computes in)
+        compute = torch.float32 if logits.dtype in HALF else logits.dtype
+        if w.dtype != compute:
+            w = w.to(compute)
+    return _one_call(logits, labels, enum, ignore_index, w, float(label_smoothing))
 
 
 def _chunked_sparse(
