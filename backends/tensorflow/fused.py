@@ -4,11 +4,14 @@ exactly xent's."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.eager import record
+from tensorflow.python.ops import gen_array_ops, gen_math_ops, gen_nn_ops
 
 from .._base import Array, Backend, plain_sparse
 from .compile_cache import running_eagerly
@@ -27,33 +30,82 @@ DENSE_FUSED_MIN = 1 << 23
 #: fused_dense: rows of labels whose sum is 1 within this many eps of the dtype
 #: (tf.nn's gradient, softmax - y, is xent's Σy·softmax - y only there).
 _DENSE_SUM_EPS = 4
-try:  # (TF's own test for "a GradientTape or ForwardAccumulator is recording")
-    from tensorflow.python.eager.record import could_possibly_record as _taping
-except ImportError:  # pragma: no cover - where TF moves it, assume a tape
-    def _taping() -> bool:
-        return True
+#: TF's own test for "a GradientTape or ForwardAccumulator is recording"
+_taping = record.could_possibly_record
 
 
 @functools.lru_cache(maxsize=None)
-def _sparse_graph(dtype: Any, label_dtype: Any, rank: int, reduction: str) -> Any:
-    """tf.nn's fused sparse op and its reduction as one graph function (not
-    XLA: nothing to compile) for every shape of this rank, traced once: one
-    call into TF's graph runtime instead of two or four eager ops, each with
-    its Python wrapper. Half types are computed in float32 and rounded once,
-    as everywhere in xent: the two casts that needs are inside the graph.
-    (On small inputs that makes the loss, forward and backward, no slower
-    than the native loss's two eager ops.)"""
+def _axis0() -> Any:
+    """The reductions' axis as a host tensor, made once (converting a Python
+    0 costs more than the reduction itself on small inputs)."""
+    with tf.device("/CPU:0"):
+        return tf.constant(0)
 
-    def run(z: Array, y: Array) -> Array:
-        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=y, logits=tf.cast(z, tf.float32) if dtype in _HALF else z
-        )
-        if reduction != "none":
-            loss = tf.reduce_sum(loss) if reduction == "sum" else tf.reduce_mean(loss)
-        return tf.cast(loss, dtype)
 
-    specs = tf.TensorSpec([None] * rank, dtype), tf.TensorSpec([None] * (rank - 1), label_dtype)
-    return tf.function(run, autograph=False).get_concrete_function(*specs)
+def _sparse_ops(logits: Array, labels: Array, reduction: str) -> Array:
+    """tf.nn's fused sparse op and its reduction as the raw generated ops:
+    ``tf.nn.sparse_softmax_cross_entropy_with_logits``'s Python wrapper (its
+    shape checks and name scopes) costs more than its kernel on small inputs,
+    and so does ``tf.reduce_mean``'s axis computation. Any rank but 2 is
+    reshaped to the op's ``[N, C]``, once the labels' shape is checked. Half
+    types are computed in float32 and rounded once, as everywhere in xent.
+
+    Under a gradient tape the ops run unrecorded and the call is recorded as
+    one operation (:func:`_record`): a tape records each op with a Python
+    gradient function, which on small inputs costs more than the ops."""
+    if not isinstance(logits, tf.Tensor):  # a variable: its read, recorded as the tape watches it
+        logits = tf.convert_to_tensor(logits)
+    given = logits
+    shape = labels.shape
+    flat = logits.shape.rank != 2
+    if flat:
+        if shape != logits.shape[:-1]:
+            raise ValueError("labels.shape must be logits.shape[:-1]")  # (the general path explains)
+        logits = gen_array_ops.reshape(logits, [-1, logits.shape[-1]])
+        labels = gen_array_ops.reshape(labels, [-1])
+    dtype = logits.dtype
+    taping = _taping()
+    with record.stop_recording() if taping else contextlib.nullcontext():
+        if dtype in _HALF:
+            logits = gen_math_ops.cast(logits, tf.float32)
+        loss, backprop = gen_nn_ops.sparse_softmax_cross_entropy_with_logits(features=logits, labels=labels)
+        if reduction == "mean":
+            loss = gen_math_ops.mean(loss, _axis0())
+        elif reduction == "sum":
+            loss = gen_math_ops._sum(loss, _axis0())
+        elif flat:
+            loss = gen_array_ops.reshape(loss, shape)
+        if dtype in _HALF:
+            loss = gen_math_ops.cast(loss, dtype)
+    if taping:
+        _record(loss, given, labels, backprop, reduction)
+    return loss
+
+
+def _record(loss: Array, logits: Array, labels: Array, backprop: Array, reduction: str) -> None:
+    """Record ``loss`` of ``logits`` on the active tapes as one operation. Its
+    gradient is the fused op's own ``softmax - onehot`` (``backprop``, float32)
+    scaled by the loss's cotangent. Where a tape records the gradient itself
+    (a second derivative), the gradient is built from ``softmax`` of the logits
+    instead, so that it is differentiable in them."""
+    rows = int(backprop.shape[0])
+    work = backprop.dtype  # (float32 for half logits)
+
+    def backward(grad: Array) -> list[Array]:
+        if _taping():  # differentiated again: the same value from differentiable ops
+            z = tf.reshape(tf.cast(logits, work), [-1, logits.shape[-1]])
+            d = tf.nn.softmax(z) - tf.one_hot(labels, z.shape[-1], dtype=work)
+        else:
+            d = backprop
+        g = tf.cast(grad, work)
+        if reduction == "none":
+            g = tf.reshape(g, [-1, 1])
+        elif reduction == "mean":
+            g = g / rows
+        out = tf.reshape(d * g, logits.shape) if logits.shape.rank != 2 else d * g
+        return [tf.cast(out, logits.dtype) if logits.dtype in _HALF else out]
+
+    record.record_operation("XentSparseSoftmaxCrossEntropy", [loss], [logits], backward)
 
 
 def fused_sparse(
@@ -62,7 +114,7 @@ def fused_sparse(
 ) -> Array | None:
     # tf.nn's fused op and tf.reduce_mean/sum, the native anchor's two ops,
     # in eager mode (under tf.function out-of-range labels must give NaN,
-    # which the general path arranges), as one graph function (_sparse_graph).
+    # which the general path arranges), as their raw ops (_sparse_ops).
     # On the CPU the op raises for a bad label (TF also logs a warning
     # line): the general path then runs and names the bad labels. On
     # accelerators the op gives NaN there, as ours. (Checking labels on the
@@ -95,7 +147,7 @@ def fused_sparse(
     if reduction not in ("none", "sum", "mean") or (reduction == "mean" and not labels.shape.num_elements()):
         return None
     try:
-        return _sparse_graph(logits.dtype, labels.dtype, rank, reduction)(logits, labels)
+        return _sparse_ops(logits, labels, reduction)
     except (tf.errors.InvalidArgumentError, ValueError):  # bad labels or shapes
         return None
 

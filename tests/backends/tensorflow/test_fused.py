@@ -26,29 +26,71 @@ def test_tensorflow_fused_matches_reference(dtype, reduction):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_tensorflow_fused_is_one_graph_function_per_rank(dtype):
-    # The eager fused op runs as one graph function for every shape of a rank
-    # (tensorflow/fused.py, _sparse_graph), traced once: values and logits
-    # gradients for batches of several sizes and a rank-3 one.
+def test_tensorflow_fused_takes_every_rank_and_batch(dtype):
+    # The eager fused op as its raw generated ops (tensorflow/fused.py,
+    # _sparse_ops): values and logits gradients for batches of several sizes,
+    # a rank-3 and a rank-1 one, every reduction.
     tf = tf_or_skip()
-    from xent.backends.tensorflow import fused as tb
-
     be = xent.get_backend("tensorflow")
-    tb._sparse_graph.cache_clear()
-    cases = [(Z[:rows], Y[:rows]) for rows in (24, 9, 2)] + [(Z.reshape(4, 6, 7), Y.reshape(4, 6))]
+    cases = [(Z[:rows], Y[:rows]) for rows in (24, 9, 2)] + [(Z.reshape(4, 6, 7), Y.reshape(4, 6)), (Z[3], Y[3])]
     for zs, ys in cases:
-        z = tf.cast(tf.constant(zs), dtype)
-        with tf.GradientTape() as tape:
-            tape.watch(z)
-            out = be.fused_sparse(z, tf.constant(ys), **dict(axis=-1, reduction="sum", ignore_index=None))
-        assert out is not None and out.dtype == z.dtype
-        zr = tf.cast(z, tf.float64).numpy()
-        assert_close(out, ref.sparse(zr, ys, reduction="sum"), num_classes=7, reduced=ys.size)
-        assert_close(tape.gradient(out, z), ref.sparse_grad(zr, ys, reduction="sum"), num_classes=7)
-        if dtype == "bfloat16":  # computed in float32 and rounded once (tf.nn's bf16 kernel rounds inside)
-            got = be.fused_sparse(z, tf.constant(ys), **dict(axis=-1, reduction="none", ignore_index=None))
-            assert bf16_ulps(tf.cast(got, tf.float64).numpy(), ref.sparse(zr, ys)) <= 0.5 + 1e-9
-    assert tb._sparse_graph.cache_info().misses == (4 if dtype == "bfloat16" else 2)  # per rank and reduction
+        for reduction in REDUCTIONS:
+            z = tf.cast(tf.constant(zs), dtype)
+            with tf.GradientTape() as tape:
+                tape.watch(z)
+                out = be.fused_sparse(z, tf.constant(ys), **dict(axis=-1, reduction=reduction, ignore_index=None))
+                total = tf.reduce_sum(tf.cast(out, tf.float64) * np.arange(1, np.size(ys) + 1).reshape(np.shape(ys))
+                                      if reduction == "none" else tf.cast(out, tf.float64))
+            assert out is not None and out.dtype == z.dtype and out.shape == (np.shape(ys) if reduction == "none" else ())
+            zr = tf.cast(z, tf.float64).numpy()
+            assert_close(out, ref.sparse(zr, ys, reduction=reduction), num_classes=7,
+                         reduced=1 if reduction == "none" else np.size(ys))
+            cot = np.arange(1.0, np.size(ys) + 1).reshape(np.shape(ys))  # (as sample weights of a sum)
+            want = ref.sparse_grad(zr, ys, w=cot, reduction="sum") if reduction == "none" \
+                else ref.sparse_grad(zr, ys, reduction=reduction)
+            assert_close(tape.gradient(total, z), want, num_classes=7)
+            if dtype == "bfloat16" and reduction == "none":  # computed in float32 and rounded once
+                assert bf16_ulps(tf.cast(out, tf.float64).numpy(), ref.sparse(zr, ys)) <= 0.5 + 1e-9
+    wrong = be.fused_sparse(tf.constant(Z.reshape(4, 6, 7)), tf.constant(Y.reshape(6, 4)),
+                            **dict(axis=-1, reduction="sum", ignore_index=None))
+    assert wrong is None  # (same size, other shape: the general path raises)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_tensorflow_fused_second_derivative_forward_mode_and_variables(reduction):
+    # Under a tape the eager fused call is recorded as one operation whose
+    # gradient is the op's own softmax - onehot (tensorflow/fused.py, _record).
+    # Differentiated again it must still be exact (a Hessian-vector product,
+    # where tf.nn's fused op raises), forward mode (ForwardAccumulator) must
+    # see it, and a variable's gradient must reach the variable.
+    tf = tf_or_skip()
+    be = xent.get_backend("tensorflow")
+    kw = dict(axis=-1, reduction=reduction, ignore_index=None)
+    z, y = tf.constant(Z), tf.constant(Y)
+    v = np.random.default_rng(1).standard_normal(Z.shape).astype(np.float32)
+    p = np.exp(Z - Z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    cot = np.arange(1.0, len(Y) + 1) if reduction == "none" else np.full(len(Y), 1 / len(Y) if reduction == "mean" else 1.0)
+    with tf.GradientTape() as outer:
+        outer.watch(z)
+        with tf.GradientTape() as inner:
+            inner.watch(z)
+            out = be.fused_sparse(z, y, **kw)
+            total = tf.reduce_sum(out * (cot if reduction == "none" else 1.0))
+        gv = tf.reduce_sum(inner.gradient(total, z) * v)
+    assert out is not None
+    hv = p * v - p * (p * v).sum(-1, keepdims=True)  # (per row, before its cotangent)
+    assert_close(outer.gradient(gv, z) / tf.constant(cot[:, None], tf.float32), hv, num_classes=7)
+    with tf.autodiff.ForwardAccumulator(z, tf.constant(v)) as acc:
+        out = be.fused_sparse(z, y, **kw)
+    per_row = ((p - np.eye(7)[Y]) * v).sum(-1)
+    want = per_row if reduction == "none" else (per_row * cot).sum()
+    assert_close(acc.jvp(out), want, num_classes=7, reduced=1 if reduction == "none" else 24)
+    var = tf.Variable(Z)
+    with tf.GradientTape() as tape:
+        out = be.fused_sparse(var, y, **kw)
+        total = tf.reduce_sum(out * (cot if reduction == "none" else 1.0))
+    assert_close(tape.gradient(total, var), ref.sparse_grad(Z, Y, w=cot, reduction="sum"), num_classes=7)
 
 
 def test_tensorflow_fused_envelope_and_errors():
