@@ -41,10 +41,14 @@ _pool_lock = threading.Lock()
 
 
 def _num_threads() -> int:
+    """The cores this process may run on (``os.sched_getaffinity``), capped by
+    the environment variable ``XENT_NUM_THREADS`` where it is set."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    cap = os.environ.get("XENT_NUM_THREADS", "")
+    return max(1, min(cores, int(cap))) if cap.strip().isdigit() else cores
 
 
 def _get_pool() -> ThreadPoolExecutor:
@@ -350,13 +354,31 @@ class NumpyBackend(Backend):
         return np.moveaxis(out.reshape(np.moveaxis(z, axis, -1).shape), -1, axis)
 
     def soft_nll(self, z: Array, y: Array, axis: int, narrow: str | None = None) -> Array:
-        """``-Σ y · log_softmax(z)`` from the blocked :meth:`log_softmax` (NumPy
-        does not fuse: the base formula's reductions would each make a
-        logits-sized temporary)."""
-        y = np.asarray(y)
-        logp = self.log_softmax(z, axis)
-        logp[(y == 0) & np.isinf(logp)] = 0.0  # (logp is our own scratch array)
-        return -np.sum(y * logp, axis=axis)[()]
+        """``-Σ y · log_softmax(z)`` as ``Σy · lse - Σ y·(z - m)``, blocked (see
+        :func:`_blocked`): no logits-sized array is made.
+
+        ``lse = log Σ exp(z - m)``. Where a label of 0 meets a ``-inf`` logit the
+        product ``y·(z - m)`` is NaN; such rows are summed again with those
+        terms left out (the general formula's limit: they contribute 0).
+        """
+        z, y = np.asarray(z), np.asarray(y)
+        rows, soft = _rows(z, axis), _rows(y, axis)
+        out = np.empty(rows.shape[0], rows.dtype)
+
+        def kernel(block: np.ndarray, scratch: np.ndarray, at: slice) -> None:
+            labels = soft[at]
+            shifted = np.subtract(block, block.max(axis=1, keepdims=True), out=scratch)
+            dot = np.einsum("ij,ij->i", labels, shifted)
+            bad = np.isnan(dot)
+            if bad.any():  # (0 · -inf: those terms are 0)
+                part = shifted[bad]
+                dot[bad] = np.where(labels[bad] == 0, 0, labels[bad] * part).sum(axis=1)
+            lse = np.log(np.exp(shifted, out=shifted).sum(axis=1))
+            np.subtract(labels.sum(axis=1) * lse, dot, out=out[at])
+
+        _blocked(kernel, rows)  # (the losses call this under errstate())
+        loss_shape = z.shape[:axis] + z.shape[axis + 1 :]
+        return out.reshape(loss_shape)[()]
 
     def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None) -> Array:
         """``log Σ exp(z - m) - (z_y - m)``, blocked (see :func:`_blocked`).

@@ -8,6 +8,8 @@ logits and empty batches. No timings.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import scipy.special
@@ -199,3 +201,59 @@ def test_sigmoid_pos_weight_noncontiguous_and_limits(blocking, dtype):
     want[5, 5] = ref.sigmoid(np.array([30.0]), yv[5, 5])[0]
     got = xent.sigmoid_cross_entropy(zv, yv, reduction="mean")
     np.testing.assert_allclose(got, want.mean(), rtol=tolerance(dtype, reduced=zv.size)[0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_soft_nll_minus_inf_logits_under_zero_labels(blocking, dtype):
+    # Blocked as Σy·lse - Σ y·(z - m): a label of 0 under a -inf logit makes
+    # that product NaN, and its row is summed again without it (the limit, 0).
+    z, _ = _inputs((31, 12), -1, dtype)
+    z[::2, ::3] = -np.inf
+    soft = np.random.default_rng(3).random(z.shape).astype(dtype)
+    soft[::2, ::3] = 0
+    want = -(soft.astype(np.float64) * np.where(soft == 0, 0, _ref_log_softmax(z, 1))).sum(1)
+    got = xent.get_backend("numpy").soft_nll(z, soft, 1)
+    assert np.all(np.isfinite(got))
+    _close(got, want, dtype, 12)
+    soft[1, 0], z[3, 2] = np.nan, np.nan  # NaN in, NaN out, in those rows only
+    got = xent.get_backend("numpy").soft_nll(z, soft, 1)
+    assert np.isnan(got[[1, 3]]).all() and np.isfinite(np.delete(got, [1, 3])).all()
+    soft[4, 3] = 1.0  # a positive label under a -inf logit: an infinite loss
+    assert xent.get_backend("numpy").soft_nll(z, soft, 1)[4] == np.inf
+
+
+@pytest.mark.parametrize("loss", ["sparse", "dense", "sigmoid"])
+def test_large_calls_hold_no_logits_sized_array(loss):
+    # 1024 x 4096 float32 (16 MiB of logits) over the real blocks and threads,
+    # a mean: the peak beyond the inputs is a block or two per thread, a few MiB.
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((1024, 4096)).astype(np.float32)
+    second = {"sparse": rng.integers(0, 4096, 1024), "dense": rng.dirichlet(np.ones(4096), 1024).astype(np.float32),
+              "sigmoid": rng.random(z.shape).astype(np.float32)}[loss]
+    fn = {"sparse": xent.sparse_softmax_cross_entropy, "dense": xent.softmax_cross_entropy,
+          "sigmoid": xent.sigmoid_cross_entropy}[loss]
+    import tracemalloc
+
+    fn(z, second, reduction="mean")  # (the thread pool and any caches exist before the count)
+    tracemalloc.start()
+    try:
+        got = fn(z, second, reduction="mean")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= (nb._BLOCK_ELEMENTS * 4 * 4 + 64 * 1024) * nb._num_threads() + 8 * 1024, peak
+    if loss == "dense":
+        want = -(second.astype(np.float64) * _ref_log_softmax(z, 1)).sum(1).mean()
+        _close(got, want, "float32", 4096)
+
+
+def test_thread_count_follows_the_affinity_and_the_cap(monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("XENT_NUM_THREADS", raising=False)
+    assert nb._num_threads() == cores
+    monkeypatch.setenv("XENT_NUM_THREADS", "1")
+    assert nb._num_threads() == 1
+    monkeypatch.setenv("XENT_NUM_THREADS", str(cores + 5))
+    assert nb._num_threads() == cores
+    monkeypatch.setenv("XENT_NUM_THREADS", "many")  # (not a count: ignored)
+    assert nb._num_threads() == cores
