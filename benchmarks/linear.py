@@ -382,6 +382,43 @@ def worker(name: str, cfg: dict[str, Any], repeats: int, ref_path: str, out_path
 
 
 # ----------------------------------------------------------------------------- driver
+def _command(args: argparse.Namespace) -> str:
+    """The command that reproduces this run (what its JSON file says)."""
+    parts = ["python benchmarks/linear.py"]
+    if args.size != "cpu":
+        parts.append(f"--size {args.size}")
+    if args.device:
+        parts.append(f"--device {args.device}")
+    if args.dtype != "bfloat16":
+        parts.append(f"--dtype {args.dtype}")
+    if args.impls != ",".join(IMPLS):
+        parts.append(f"--impls {args.impls}")
+    if args.repeats != 3:
+        parts.append(f"--repeats {args.repeats}")
+    return " ".join(parts + [f"--json {args.json}"])
+
+
+def _machine() -> dict[str, Any]:
+    """The CPU, its cores and memory, and the versions of what the workers import."""
+    import platform
+    from importlib import metadata
+
+    info: dict[str, Any] = {"python": platform.python_version(), "cpus": len(os.sched_getaffinity(0))}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+        with open("/proc/meminfo") as fh:
+            info["memory_gb"] = round(int(fh.readline().split()[1]) / 2**20, 1)
+    except (OSError, StopIteration):
+        pass
+    for dist in ("numpy", "torch", "tensorflow", "jax", "liger-kernel"):
+        try:
+            info[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return info
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", choices=sorted(SIZES), default="cpu")
@@ -448,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['loss_err']:>10.1e}{r['dh_err']:>10.1e}{r['dW_err']:>10.1e}{extra}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"config": cfg, "results": rows}, f, indent=2)
+            json.dump({"config": cfg, "command": _command(args), "date": time.strftime("%Y-%m-%d"),
+                       "machine": _machine(), "results": rows}, f, indent=2)
     return 1 if failed else 0
 
 

@@ -1,13 +1,14 @@
 """Write the measured parts of docs/benchmarks.md and docs/linear.md from the
 benchmarks' JSON output, so that a page shows exactly one run's numbers.
 
-    python benchmarks/report.py           # rewrite the generated blocks of both pages
+    python benchmarks/report.py           # rewrite the generated blocks and docs/benchmarks.png
     python benchmarks/report.py --check   # exit 1 where a page differs from its data
 
 The data, committed with the pages (each file names the command that made it):
 
-* ``docs/data/bench-cpu.json``: ``python -m xent bench --json docs/data/bench-cpu.json
-  --png docs/benchmarks.png`` (every framework, every loss, size and dtype);
+* ``docs/data/bench-cpu.json``: ``python -m xent bench --json docs/data/bench-cpu.json``
+  (every framework, every loss, size and dtype); the chart, docs/benchmarks.png, is
+  drawn from it too (where matplotlib is installed);
 * ``docs/data/linear-cpu-<dtype>.json``: ``python benchmarks/linear.py --dtype <dtype>
   --json docs/data/linear-cpu-<dtype>.json``.
 
@@ -72,8 +73,8 @@ def _machine(info: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------- benchmarks.md
-def load_bench(path: str = BENCH_JSON) -> tuple[dict[str, Any], list[Cell]]:
-    with open(path) as fh:
+def load_bench(path: str | None = None) -> tuple[dict[str, Any], list[Cell]]:
+    with open(path or BENCH_JSON) as fh:
         run = json.load(fh)
     return run, [Cell(**c) for c in run["cells"]]
 
@@ -181,10 +182,10 @@ def block_linear(runs: list[dict[str, Any]]) -> str:
 
 # ---------------------------------------------------------------------- driver
 def _replace(text: str, name: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- report:{name} -->\n).*?(\n<!-- /report:{name} -->)", re.S)
+    pattern = re.compile(rf"(<!-- report:{name} -->\n).*?(<!-- /report:{name} -->)", re.S)
     if not pattern.search(text):
         raise SystemExit(f"report: no block {name!r} in the page")
-    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
 def pages() -> dict[str, dict[str, Callable[[], str]]]:
@@ -223,6 +224,19 @@ def main(argv: list[str] | None = None) -> int:
             if not args.check:
                 with open(page, "w") as fh:
                     fh.write(new)
+    if not args.check:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("report: no matplotlib here, docs/benchmarks.png left as it is")
+        else:
+            from xent._bench import draw
+
+            run, cells = load_bench()
+            info = run["machine"]
+            draw(cells, os.path.join(ROOT, "docs", "benchmarks.png"),
+                 f"xent / native, median of interleaved pairs (bars: p25-p75) — {info.get('cpu', '?')}, "
+                 f"{info.get('cpus')} CPUs, {run.get('date', '')}")
     if args.check and stale:
         print("out of date with docs/data: " + ", ".join(stale) + " (run python benchmarks/report.py)")
         return 1

@@ -918,6 +918,9 @@ def run(args: argparse.Namespace) -> int:
         # as it needs (the worker processes inherit this).
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    if args.png and not args.worker_json and importlib.util.find_spec("matplotlib") is None:
+        print("xent bench: --png needs matplotlib (pip install matplotlib)", file=sys.stderr)
+        return 2
     cells = plan(args)
     if not cells:
         print("xent bench: nothing to run (no framework found for the chosen backends)", file=sys.stderr)

@@ -42,7 +42,15 @@ def _axis0() -> Any:
         return tf.constant(0)
 
 
-def _sparse_ops(logits: Array, labels: Array, reduction: str) -> Array:
+@functools.lru_cache(maxsize=None)
+def _zero(dtype: Any) -> Any:
+    """A host scalar 0 of ``dtype``, made once (``tf.zeros`` costs more than
+    the select it feeds on small inputs)."""
+    with tf.device("/CPU:0"):
+        return tf.constant(0, dtype)
+
+
+def _sparse_ops(logits: Array, labels: Array, reduction: str, wide: bool = False, keep: Array | None = None) -> Array:
     """tf.nn's fused sparse op and its reduction as the raw generated ops:
     ``tf.nn.sparse_softmax_cross_entropy_with_logits``'s Python wrapper (its
     shape checks and name scopes) costs more than its kernel on small inputs,
@@ -52,7 +60,10 @@ def _sparse_ops(logits: Array, labels: Array, reduction: str) -> Array:
 
     Under a gradient tape the ops run unrecorded and the call is recorded as
     one operation (:func:`_record`): a tape records each op with a Python
-    gradient function, which on small inputs costs more than the ops."""
+    gradient function, which on small inputs costs more than the ops.
+    ``wide``: half types' result left in float32 (the caller rounds it).
+    ``keep`` (with ``"none"``): rows outside it give 0 and no gradient,
+    whatever their logits hold."""
     if not isinstance(logits, tf.Tensor):  # a variable: its read, recorded as the tape watches it
         logits = tf.convert_to_tensor(logits)
     given = logits
@@ -63,6 +74,7 @@ def _sparse_ops(logits: Array, labels: Array, reduction: str) -> Array:
             raise ValueError("labels.shape must be logits.shape[:-1]")  # (the general path explains)
         logits = gen_array_ops.reshape(logits, [-1, logits.shape[-1]])
         labels = gen_array_ops.reshape(labels, [-1])
+        keep = None if keep is None else gen_array_ops.reshape(keep, [-1])
     dtype = logits.dtype
     taping = _taping()
     with record.stop_recording() if taping else contextlib.nullcontext():
@@ -73,16 +85,19 @@ def _sparse_ops(logits: Array, labels: Array, reduction: str) -> Array:
             loss = gen_math_ops.mean(loss, _axis0())
         elif reduction == "sum":
             loss = gen_math_ops._sum(loss, _axis0())
-        elif flat:
+        if keep is not None:
+            loss = gen_math_ops.select_v2(keep, loss, _zero(loss.dtype))
+        if flat and reduction == "none":
             loss = gen_array_ops.reshape(loss, shape)
-        if dtype in _HALF:
+        if dtype in _HALF and not wide:
             loss = gen_math_ops.cast(loss, dtype)
     if taping:
-        _record(loss, given, labels, backprop, reduction)
+        _record(loss, given, labels, backprop, reduction, keep)
     return loss
 
 
-def _record(loss: Array, logits: Array, labels: Array, backprop: Array, reduction: str) -> None:
+def _record(loss: Array, logits: Array, labels: Array, backprop: Array, reduction: str,
+            keep: Array | None = None) -> None:
     """Record ``loss`` of ``logits`` on the active tapes as one operation. Its
     gradient is the fused op's own ``softmax - onehot`` (``backprop``, float32)
     scaled by the loss's cotangent. Where a tape records the gradient itself
@@ -95,15 +110,21 @@ def _record(loss: Array, logits: Array, labels: Array, backprop: Array, reductio
         if _taping():  # differentiated again: the same value from differentiable ops
             z = tf.reshape(tf.cast(logits, work), [-1, logits.shape[-1]])
             d = tf.nn.softmax(z) - tf.one_hot(labels, z.shape[-1], dtype=work)
+            if keep is not None:
+                d = tf.where(keep[:, None], d, tf.zeros((), work))
         else:
             d = backprop
-        g = tf.cast(grad, work)
+            if keep is not None:  # (a select: a NaN in a row outside keep stays out)
+                d = gen_math_ops.select_v2(gen_array_ops.expand_dims(keep, -1), d, _zero(work))
+        g = gen_math_ops.cast(grad, work) if grad.dtype != work else grad
         if reduction == "none":
-            g = tf.reshape(g, [-1, 1])
+            g = gen_array_ops.expand_dims(gen_array_ops.reshape(g, [-1]), -1)
         elif reduction == "mean":
             g = g / rows
-        out = tf.reshape(d * g, logits.shape) if logits.shape.rank != 2 else d * g
-        return [tf.cast(out, logits.dtype) if logits.dtype in _HALF else out]
+        out = d * g
+        if logits.shape.rank != 2:
+            out = gen_array_ops.reshape(out, logits.shape)
+        return [gen_math_ops.cast(out, logits.dtype) if logits.dtype in _HALF else out]
 
     record.record_operation("XentSparseSoftmaxCrossEntropy", [loss], [logits], backward)
 
@@ -121,8 +142,8 @@ def fused_sparse(
     # host first instead costs more than it saves: the gap lets TF's thread
     # pool fall asleep between the two ops.)
     if (
-        ignore_index is not None
-        or not plain_sparse(label_smoothing, class_weights)  # (tf.nn has neither)
+        (ignore_index is not None and type(ignore_index) is not int)
+        or not plain_sparse(label_smoothing, None)  # (tf.nn has no smoothing)
         or type(axis) is not int
         or not isinstance(labels, tf.Tensor)
         or labels.dtype not in _FUSED_LABELS
@@ -146,10 +167,57 @@ def fused_sparse(
         return None
     if reduction not in ("none", "sum", "mean") or (reduction == "mean" and not labels.shape.num_elements()):
         return None
+    w = class_weights
+    if w is not None and not (
+        isinstance(w, tf.Tensor) and w.dtype in _FUSED_DTYPES and w.shape.rank == 1 and w.shape[0] == logits.shape[-1]
+    ):
+        return None
+    if ignore_index is not None and not _fits(ignore_index, labels.dtype):
+        ignore_index = None  # (no label of this dtype can equal it: nothing is ignored)
     try:
-        return _sparse_ops(logits, labels, reduction)
+        if ignore_index is None and w is None:
+            return _sparse_ops(logits, labels, reduction)
+        return _weighted_ops(logits, labels, reduction, ignore_index, w)
     except (tf.errors.InvalidArgumentError, ValueError):  # bad labels or shapes
         return None
+
+
+def _fits(value: int, dtype: Any) -> bool:
+    """Whether the integer ``value`` is one of ``dtype``'s."""
+    info = np.iinfo(dtype.as_numpy_dtype)
+    return int(info.min) <= value <= int(info.max)
+
+
+def _weighted_ops(logits: Array, labels: Array, reduction: str, ignore_index: int | None,
+                  class_weights: Array | None) -> Array:
+    """:func:`_sparse_ops` with ``ignore_index`` and class weights, xent's
+    weighted mean (docs/semantics.md): each kept row's loss times its label's
+    weight, the mean over the kept rows' total weight, 0 where that is 0.
+    Ignored rows' labels are replaced by 0 before the op, and their losses
+    and gradients by 0 after it, so whatever they hold gives neither a NaN nor
+    a bad-label error. Raw ops, as in _sparse_ops; the weighting is recorded
+    op by op (a class weight that a tape watches gets its gradient)."""
+    dtype = logits.dtype
+    work = tf.float32 if dtype in _HALF else dtype
+    keep = None
+    if ignore_index is not None:
+        keep = gen_math_ops.not_equal(labels, tf.constant(ignore_index, labels.dtype))
+        labels = gen_math_ops.select_v2(keep, labels, _zero(labels.dtype))
+    rows = _sparse_ops(logits, labels, "none", wide=True, keep=keep)
+    weight = None
+    if class_weights is not None:
+        w = class_weights if class_weights.dtype == work else gen_math_ops.cast(class_weights, work)
+        weight = gen_array_ops.gather_v2(w, labels, _axis0())
+    if keep is not None:
+        kept = gen_math_ops.cast(keep, work)
+        weight = kept if weight is None else gen_math_ops.mul(weight, kept)
+    loss = gen_math_ops.mul(rows, weight)
+    if reduction != "none":
+        everything = tf.range(loss.shape.rank) if loss.shape.rank != 1 else _axis0()
+        loss = gen_math_ops._sum(loss, everything)
+        if reduction == "mean":
+            loss = gen_math_ops.div_no_nan(loss, gen_math_ops._sum(weight, everything))
+    return gen_math_ops.cast(loss, dtype) if dtype in _HALF else loss
 
 def fused_dense(be: Backend, logits: Array, labels: Array, *, axis: Any, reduction: Any) -> Array | None:
     # Eagerly under a gradient tape, on large float32/64 logits: tf.nn's

@@ -243,7 +243,7 @@ def test_bench_runs_each_framework_in_a_process_of_its_own(tmp_path):  # type: i
     assert not [c["note"] for c in data["cells"] if c["note"]]
     # what the workers saw reaches the table, the summary and the JSON
     assert data["machine"]["torch"] == torch.__version__ and "numpy_32x10" in data["extras"]
-    assert "lookup_us" in data["extras"] and "small eager torch" in stdout and "3 cells in" in stdout
+    assert "lookup_us" in data["extras"] and "small torch calls on the fused rung" in stdout and "3 cells in" in stdout
 
     proc = subprocess.Popen([*argv, "--backends", "numpy", "--json", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -72,12 +72,12 @@ def test_tensorflow_compiled_calls_keep_xents_errors(tf_functions):
     z, y = tf.constant(Z), tf.constant(Y)
     fn = xent.sparse_softmax_cross_entropy
     for _ in range(3):
-        fn(z, y, ignore_index=0, reduction="sum")
+        fn(z, y, ignore_index=0, label_smoothing=0.1, reduction="sum")  # (not the fused rung)
     assert compiled_in(tf_functions, fn)
     # labels are checked on the host before the compiled call: a bad one raises
     bad = tf.constant(np.where(np.arange(24) == 5, 9, Y))
     with pytest.raises(ValueError, match="out-of-range label values: 9"):
-        fn(z, bad, ignore_index=0, reduction="sum")
+        fn(z, bad, ignore_index=0, label_smoothing=0.1, reduction="sum")
     # a call that cannot be compiled (here: it raises) stays eager and says why
     for _ in range(3):
         with pytest.raises(ValueError, match="labels must have the same shape") as info:

@@ -93,11 +93,49 @@ def test_tensorflow_fused_second_derivative_forward_mode_and_variables(reduction
     assert_close(tape.gradient(total, var), ref.sparse_grad(Z, Y, w=cot, reduction="sum"), num_classes=7)
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("options", ["ignore_index", "class_weights", "both"])
+def test_tensorflow_fused_takes_ignore_index_and_class_weights(options, dtype, reduction):
+    # The eager fused op with xent's mask and weighted mean (_weighted_ops):
+    # values and logits gradients against the float64 formula. Ignored rows
+    # hold a NaN logit and an out-of-range label, which must not show.
+    tf = tf_or_skip()
+    be = xent.get_backend("tensorflow")
+    ignore = -100 if options != "class_weights" else None
+    cw = np.linspace(0.5, 2.0, 7) if options != "ignore_index" else None
+    y = Y.copy()
+    zs = Z.astype(np.float64).copy()
+    if ignore is not None:
+        y[::5] = ignore
+        zs[5, 2] = np.nan
+    z = tf.cast(tf.constant(zs), dtype)
+    w = None if cw is None else tf.cast(tf.constant(cw), dtype)
+    cot = np.arange(1.0, 25) if reduction == "none" else 1.0
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        out = be.fused_sparse(z, tf.constant(y), axis=-1, reduction=reduction, ignore_index=ignore, class_weights=w)
+        total = tf.reduce_sum(tf.cast(out, tf.float64) * cot)
+    assert out is not None and out.dtype == z.dtype
+    zr = np.where(np.isnan(zs), 0.0, tf.cast(z, tf.float64).numpy())
+    wr = None if w is None else tf.cast(w, tf.float64).numpy()
+    assert_close(out, ref.sparse(zr, y, ignore_index=ignore, cw=wr, reduction=reduction), num_classes=7,
+                 reduced=1 if reduction == "none" else 24)
+    want = ref.sparse_grad(zr, y, ignore_index=ignore, cw=wr, w=np.broadcast_to(cot, (24,)),
+                           reduction="sum" if reduction == "none" else reduction)
+    assert_close(tape.gradient(total, z), want, num_classes=7)
+    if ignore is not None:  # nothing kept: a mean of 0, as xent's
+        none = be.fused_sparse(z, tf.fill([24], -100), axis=-1, reduction="mean", ignore_index=-100, class_weights=w)
+        assert float(none) == 0.0
+        bad = tf.constant(np.where(np.arange(24) == 3, 9, y))  # a kept out-of-range label: the general path
+        assert be.fused_sparse(z, bad, axis=-1, reduction=reduction, ignore_index=ignore, class_weights=w) is None
+
+
 def test_tensorflow_fused_envelope_and_errors():
     tf = tf_or_skip()
     be = xent.get_backend("tensorflow")
     z, y = tf.constant(Z), tf.constant(Y)
-    assert be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=0)) is None  # ignore_index: general path
+    assert be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=0, label_smoothing=0.1)) is None
     assert be.fused_sparse(z, Y, **dict(axis=-1, reduction="mean", ignore_index=None)) is None  # host labels: general path
 
     @tf.function
