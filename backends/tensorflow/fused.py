@@ -81,6 +81,7 @@ def _sparse_ops(logits: Array, labels: Array, reduction: str, wide: bool = False
         if dtype in _HALF:
             logits = gen_math_ops.cast(logits, tf.float32)
         loss, backprop = gen_nn_ops.sparse_softmax_cross_entropy_with_logits(features=logits, labels=labels)
+        raw = loss
         if reduction == "mean":
             loss = gen_math_ops.mean(loss, _axis0())
         elif reduction == "sum":
@@ -92,36 +93,47 @@ def _sparse_ops(logits: Array, labels: Array, reduction: str, wide: bool = False
         if dtype in _HALF and not wide:
             loss = gen_math_ops.cast(loss, dtype)
     if taping:
-        _record(loss, given, labels, backprop, reduction, keep)
+        _record(loss, given, labels, backprop, reduction, None if keep is None else (keep, raw))
     return loss
 
 
 def _record(loss: Array, logits: Array, labels: Array, backprop: Array, reduction: str,
-            keep: Array | None = None) -> None:
+            kept: tuple[Array, Array] | None = None) -> None:
     """Record ``loss`` of ``logits`` on the active tapes as one operation. Its
     gradient is the fused op's own ``softmax - onehot`` (``backprop``, float32)
     scaled by the loss's cotangent. Where a tape records the gradient itself
     (a second derivative), the gradient is built from ``softmax`` of the logits
-    instead, so that it is differentiable in them."""
+    instead, so that it is differentiable in them.
+
+    ``kept``: ``(keep, the op's per-row loss)`` for ``"none"`` with rows
+    masked out: those rows' gradient is 0 whatever ``backprop`` holds there
+    (NaN for NaN logits), by one ``mul_no_nan`` with the per-row cotangent
+    set to 0 outside ``keep``, not a select over the logits and a product. A
+    kept row whose op loss is NaN keeps a NaN cotangent (its gradient is NaN
+    as ``backprop·g`` is, also where ``g`` is 0); every other kept row's
+    ``backprop`` is finite, so ``mul_no_nan`` is the plain product there."""
     rows = int(backprop.shape[0])
     work = backprop.dtype  # (float32 for half logits)
 
     def backward(grad: Array) -> list[Array]:
+        g = gen_math_ops.cast(grad, work) if grad.dtype != work else grad
+        if reduction == "none":
+            g = gen_array_ops.reshape(g, [-1])
+        elif reduction == "mean":
+            g = g / rows
         if _taping():  # differentiated again: the same value from differentiable ops
             z = tf.reshape(tf.cast(logits, work), [-1, logits.shape[-1]])
             d = tf.nn.softmax(z) - tf.one_hot(labels, z.shape[-1], dtype=work)
-            if keep is not None:
-                d = tf.where(keep[:, None], d, tf.zeros((), work))
+            if kept is not None:
+                d = tf.where(kept[0][:, None], d, tf.zeros((), work))
+            out = d * (g[:, None] if reduction == "none" else g)
+        elif kept is not None:
+            keep, raw = kept
+            nan = gen_math_ops.is_nan(raw)
+            g = gen_math_ops.select_v2(keep, gen_math_ops.select_v2(nan, raw, g), _zero(work))
+            out = gen_math_ops.mul_no_nan(backprop, gen_array_ops.expand_dims(g, -1))
         else:
-            d = backprop
-            if keep is not None:  # (a select: a NaN in a row outside keep stays out)
-                d = gen_math_ops.select_v2(gen_array_ops.expand_dims(keep, -1), d, _zero(work))
-        g = gen_math_ops.cast(grad, work) if grad.dtype != work else grad
-        if reduction == "none":
-            g = gen_array_ops.expand_dims(gen_array_ops.reshape(g, [-1]), -1)
-        elif reduction == "mean":
-            g = g / rows
-        out = d * g
+            out = backprop * (gen_array_ops.expand_dims(g, -1) if reduction == "none" else g)
         if logits.shape.rank != 2:
             out = gen_array_ops.reshape(out, logits.shape)
         return [gen_math_ops.cast(out, logits.dtype) if logits.dtype in _HALF else out]

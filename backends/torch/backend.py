@@ -160,15 +160,21 @@ class TorchBackend(Backend):
         return F.cross_entropy(z, labels.long(), reduction="none")
 
     def sparse_rows(self, z: Array, labels: Array, axis: int, cw: Array | None, plan: Any) -> Array | None:
-        # Large half logits off the CPU (fused._on_device): the chunked kernel
-        # with every option, instead of a float32 copy of the logits.
-        if not fused._on_device(z, "none", axis) or labels.device != z.device:
-            return None
-        if cw is not None and (cw.requires_grad or cw.device != z.device):
+        # The chunked kernel with every option, instead of the general path's
+        # logits-sized passes: large half logits off the CPU (fused._on_device:
+        # no float32 copy of the logits, nothing read on the host) and large
+        # logits on the CPU (fused._cpu_chunked: cache-sized chunks).
+        if labels.device != z.device or (cw is not None and (cw.requires_grad or cw.device != z.device)):
             return None  # (the kernel gives class weights no gradient)
+        if fused._on_device(z, "none", axis):
+            exact = True  # (no host read: the guarded smoothing term)
+        elif fused._cpu_chunked(z, axis):
+            exact = cw is not None and bool(plan.alpha) and bool((cw == 0).any())
+        else:
+            return None
         from .chunked import chunked_sparse_rows
 
-        return chunked_sparse_rows(z, labels.long(), cw, self, plan)
+        return chunked_sparse_rows(z, labels.long(), cw, self, plan, exact)
 
     # The fused rung (fused.py) and the chunked LM-head kernel (linear.py).
     fused_sparse = fused.fused_sparse

@@ -74,65 +74,165 @@ def _chunk_of(y: Array, start: int, stop: int, compute: torch.dtype, bufs: Buffe
     return buf.copy_(rows)
 
 
-class _ChunkedSparseNLL(torch.autograd.Function):
-    """``-log_softmax(z)[y]`` per row for logits ``[N, C]`` on the CPU, chunk
-    by chunk: the same work as the linear loss's chunks without the GEMMs.
+class _ChunkedSparse(torch.autograd.Function):
+    """The sparse loss per row for logits ``[N, C]``, chunk by chunk, with
+    every option of the linear loss's plan (:class:`xent._linear.Plan`:
+    smoothing, class weights, z-loss, soft-capping): the same work as the
+    linear loss's chunks without the GEMMs.
 
     Each chunk of rows is copied (upcast, for half inputs) into one reused
-    compute-dtype buffer that stays in cache, and reduced there:
-    ``log Σ exp(z - m) - (z_y - m)``, the general path's formula; only ``m`` and
-    ``Σ exp`` per row are kept. The backward pass recomputes ``exp(z - m)`` per
-    chunk, forms ``g·(softmax - onehot(y))`` in the compute dtype and rounds it
-    once into the gradient. Peak memory beyond the inputs is that gradient and
-    one chunk; ``F.cross_entropy`` keeps a logits-sized ``log_softmax`` (and,
-    for half inputs upcast first as xent must, a float32 copy too), each a
-    fresh allocation whose page faults cost more than a pass over it.
+    compute-dtype buffer that stays in cache, shifted by its row max ``m`` and
+    reduced there, in place, to the row statistics of
+    :mod:`xent.backends._rows`: ``d_y``, ``Σ_c w_c·d_c`` (smoothing) and
+    ``Σ exp(d)``; :func:`xent.backends._rows.combine` turns them into the loss
+    once for all rows. Only ``m`` and ``Σ exp`` per row are kept for the
+    backward pass, which recomputes ``exp(d)`` per chunk and forms
+    :func:`xent.backends._rows.grad_coefficients`' gradient in place (a
+    scatter at the labels, the smoothing term a rank-one update), rounded
+    once into the logits' dtype. Peak memory beyond the inputs is that
+    gradient and one chunk; ``F.cross_entropy`` keeps a logits-sized
+    ``log_softmax`` (and, for half inputs upcast first as xent must, a
+    float32 copy too), each a fresh allocation whose page faults cost more
+    than a pass over it. Soft-capped logits take the linear loss's per-chunk
+    formulas instead (:func:`xent._linear.chunk_loss`, ``chunk_dlogits``).
+
     Rows whose ``keep`` is False (``ignore_index``) get loss 0 and gradient 0;
     ``y`` must be in ``[0, C)`` everywhere, which the caller makes sure of.
-    A backward pass that is itself recorded (``create_graph=True``) is the
-    same formula in differentiable whole-array ops.
+    ``exact``: a zero class weight counts 0 at a ``-inf`` logit in the
+    smoothing term (one more pass per chunk), not NaN. A backward pass that is
+    itself recorded (``create_graph=True``) is the same formulas over the
+    whole logits, differentiable.
     """
 
     @staticmethod
-    def forward(ctx: Any, z: Array, y: Array, keep: Array | None) -> Array:  # type: ignore[override]
+    def forward(ctx: Any, z: Array, y: Array, keep: Array | None, cw: Array | None, be: Any,  # type: ignore[override]
+                plan: Any, exact: bool) -> Array:
+        from xent._linear import chunk_loss
+
+        from .._rows import RowStats, combine
+
         compute, chunk, bufs = _chunk_plan(z)
-        loss, m_all, sumexp_all = _per_row(z, compute, 3)
-        for start, stop in _spans(z.shape[0], chunk):
-            d, m = _chunk_shifted(z, start, stop, None, compute, bufs)
-            picked = d.gather(1, y[start:stop, None])[:, 0]
-            sumexp = d.exp_().sum(1)
-            torch.sub(sumexp.log(), picked, out=loss[start:stop])
-            m_all[start:stop], sumexp_all[start:stop] = m[:, 0], sumexp
+        cw = None if cw is None else cw.to(compute)
+        m_all, sumexp_all = _per_row(z, compute, 2)
+        if plan.cap is not None:
+            loss = torch.empty(z.shape[0], dtype=compute, device=z.device)
+            for start, stop in _spans(z.shape[0], chunk):
+                rows, m, sumexp = chunk_loss(be, z[start:stop].to(compute), y[start:stop], cw, plan)
+                loss[start:stop], m_all[start:stop], sumexp_all[start:stop] = rows, m, sumexp
+        else:
+            picked = torch.empty_like(m_all)
+            spread = torch.empty_like(m_all) if plan.alpha else None
+            zero = None if cw is None or not (plan.alpha and exact) else cw == 0
+            for start, stop in _spans(z.shape[0], chunk):
+                d, m = _chunk_shifted(z, start, stop, None, compute, bufs)
+                d_y, total, sumexp = chunk_stats_(d, y[start:stop], cw, bool(plan.alpha), _zeroed(d, zero, bufs))
+                picked[start:stop], sumexp_all[start:stop], m_all[start:stop] = d_y, sumexp, m[:, 0]
+                if spread is not None:
+                    assert total is not None  # (asked for exactly when spread is)
+                    spread[start:stop] = total
+            w_y, wsum = _class_weight_terms(cw, y, plan)
+            loss = combine(be, RowStats(m_all, sumexp_all, picked, None, spread), w_y=w_y, wsum=wsum,
+                           alpha=plan.alpha, vocab=plan.vocab, z_loss=plan.z_loss)
         if keep is not None:
             loss = loss.masked_fill_(~keep, 0.0)
-        ctx.save_for_backward(z, y, keep, m_all, sumexp_all)
-        ctx.chunk = chunk
+        ctx.save_for_backward(z, y, keep, cw, m_all, sumexp_all)
+        ctx.be, ctx.plan, ctx.chunk = be, plan, chunk
         return loss
 
     @staticmethod
     def backward(ctx: Any, go: Array) -> tuple[Array | None, ...]:  # type: ignore[override]
-        z, y, keep, m_all, sumexp_all = ctx.saved_tensors
+        from xent._linear import chunk_dlogits, chunk_loss
+
+        from .._rows import grad_coefficients
+
+        z, y, keep, cw, m_all, sumexp_all = ctx.saved_tensors
+        be, plan = ctx.be, ctx.plan
         if keep is not None:
             go = torch.where(keep, go, 0.0)
         go = go.to(m_all.dtype)
+        none = (None,) * 6
         if torch.is_grad_enabled():  # a recorded backward (second order)
-            g = torch.softmax(z.to(go.dtype), 1) * go[:, None]
-            return g.scatter_add(1, y[:, None], -go[:, None]).to(z.dtype), None, None
-        _, _, bufs = _chunk_plan(z)
+            zc = z.to(m_all.dtype)  # (recorded: the gradient is differentiable in z)
+            rows = chunk_loss(be, zc, y, cw, plan)[0]
+            (dz,) = torch.autograd.grad(rows, zc, go, create_graph=True)
+            return (dz.to(z.dtype), *none)
         dz = torch.empty_like(z)
-        for start, stop in _spans(z.shape[0], ctx.chunk):
+        spans = _spans(z.shape[0], ctx.chunk)
+        if plan.cap is not None:
+            classes = torch.arange(z.shape[1], device=z.device, dtype=y.dtype)
+            for start, stop in spans:
+                g = chunk_dlogits(be, z[start:stop].to(m_all.dtype), y[start:stop], cw, m_all[start:stop],
+                                  sumexp_all[start:stop], go[start:stop], classes, plan)
+                dz[start:stop].copy_(g)
+            return (dz, *none)
+        _, _, bufs = _chunk_plan(z)
+        w_y, wsum = _class_weight_terms(cw, y, plan)
+        lse = m_all + sumexp_all.log() if plan.z_loss else None
+        weight, target = grad_coefficients(lse, w_y, go, alpha=plan.alpha, vocab=plan.vocab, z_loss=plan.z_loss,
+                                           wsum=wsum)
+        scale = weight / sumexp_all  # (g·softmax = exp(d)·weight/Σ exp(d))
+        smooth = go * (plan.alpha / plan.vocab) if plan.alpha else None
+        for start, stop in spans:
             d, _ = _chunk_shifted(z, start, stop, m_all[start:stop, None], m_all.dtype, bufs)
-            gc = go[start:stop]
-            g = d.exp_().mul_((gc / sumexp_all[start:stop])[:, None])  # g·softmax
-            g.scatter_add_(1, y[start:stop, None], -gc[:, None])
+            g = chunk_grad_(d.exp_(), y[start:stop], scale[start:stop], target[start:stop],
+                            None if smooth is None else smooth[start:stop], cw)
             dz[start:stop].copy_(g)
-        return dz, None, None
+        return (dz, *none)
 
 
-def chunked_sparse_nll(z: Array, y: Array, keep: Array | None) -> Array:
+def chunk_stats_(d: Array, y: Array, cw: Array | None, spread: bool, weighed: Array | None = None
+                 ) -> tuple[Array, Array | None, Array]:
+    """``(d_y, Σ_c w_c·d_c, Σ_c exp(d_c))`` of one chunk ``d = s - m``
+    ``[rows, V]`` (:class:`xent.backends._rows.RowStats`' ``picked``, ``spread``
+    and ``sumexp``), overwriting ``d`` with ``exp(d)``: the forward pass of the
+    chunked sparse and linear losses. ``spread`` (smoothing) None where not
+    asked for; ``w`` the class weights ``cw``, or 1; ``weighed``: ``d`` as the
+    class weights see it (:func:`_zeroed`), ``d`` by default."""
+    picked = d.gather(1, y[:, None])[:, 0]
+    total = None
+    if spread:
+        total = d.sum(1) if cw is None else torch.mv(d if weighed is None else weighed, cw)
+    return picked, total, d.exp_().sum(1)
+
+
+def chunk_grad_(e: Array, y: Array, scale: Array, target: Array, smooth: Array | None, cw: Array | None) -> Array:
+    """One chunk's logit gradient, in place in ``e = exp(s - m)`` ``[rows, V]``:
+    ``e·scale - target·onehot(y) - smooth·w`` (``scale = weight / Σ exp``,
+    ``weight``, ``target`` and ``smooth = go·α/V`` per row, from
+    :func:`xent.backends._rows.grad_coefficients`; ``w`` the class weights
+    ``cw``, or 1): the backward pass of the chunked sparse and linear losses."""
+    g = e.mul_(scale[:, None])  # softmax(s)·weight = exp(s - m)·weight / Σ exp(s - m)
+    g.scatter_add_(1, y[:, None], -target[:, None])
+    if smooth is not None:
+        if cw is None:
+            g.sub_(smooth[:, None])
+        else:
+            g.addr_(smooth, cw, alpha=-1)
+    return g
+
+
+def _class_weight_terms(cw: Array | None, y: Array, plan: Any) -> tuple[Array | None, Any]:
+    """``(w_y, Σ_c w_c)``: the labels' class weights (None without) and their sum (``V`` without)."""
+    return (None, float(plan.vocab)) if cw is None else (cw[y], cw.sum())
+
+
+def _zeroed(d: Array, zero: Array | None, bufs: Buffers) -> Array | None:
+    """``d`` with 0 in the columns where ``zero`` (a zero class weight), in a
+    reused buffer: its product with the class weights is then 0 there, not
+    NaN at a ``-inf`` logit (``Backend.weigh``); None without ``zero``."""
+    if zero is None:
+        return None
+    buf = bufs.get("t", d.shape[0], d.dtype)
+    assert buf is not None  # (_chunk_plan's buffers are always enabled)
+    return buf.copy_(d).masked_fill_(zero, 0.0)
+
+
+def chunked_sparse_nll(z: Array, y: Array, keep: Array | None, be: Any) -> Array:
     """Per-row loss (compute dtype) of ``z [N, C]`` and in-range int64 ``y [N]``
-    (rows where ``keep`` is False: 0); see :class:`_ChunkedSparseNLL`."""
-    return _ChunkedSparseNLL.apply(z, y, keep)
+    without options (rows where ``keep`` is False: 0); see :class:`_ChunkedSparse`."""
+    from xent._linear import Plan
+
+    return _ChunkedSparse.apply(z, y, keep, None, be, Plan(z.shape[1], 0, 0.0, 0.0, None, ""), False)
 
 
 class _ChunkedDenseNLL(torch.autograd.Function):
@@ -280,57 +380,8 @@ def chunked_binary_nll(z: Array, y: Array, value: Any, total: bool) -> Array:
     return _ChunkedBinaryNLL.apply(z, y, value, total)
 
 
-class _ChunkedSparseRows(torch.autograd.Function):
-    """The sparse loss with every option (smoothing, class weights, z-loss,
-    soft-capping) per row, for half logits ``[N, C]`` off the CPU, chunk by
-    chunk: each chunk upcast on its own into float32 and reduced to its row
-    statistics by the linear loss's per-chunk formulas
-    (:func:`xent._linear.chunk_loss`, :func:`xent._linear.chunk_dlogits`);
-    only ``m`` and ``Σ exp`` per row are kept. The backward pass recomputes
-    each chunk's softmax and rounds its gradient once into the logits' dtype.
-    Peak memory beyond the inputs: the gradient and one chunk's float32
-    temporaries, where the general path upcasts the whole logits. A recorded
-    backward (``create_graph=True``) is the same formulas over the whole
-    logits, differentiable."""
-
-    @staticmethod
-    def forward(ctx: Any, z: Array, y: Array, cw: Array | None, be: Any, plan: Any) -> Array:  # type: ignore[override]
-        from xent._linear import chunk_loss
-
-        compute = _compute_dtype(z)
-        chunk = max(1, chunk_elements(z) // max(z.shape[1], 1))
-        loss, m_all, sumexp_all = _per_row(z, compute, 3)
-        for start, stop in _spans(z.shape[0], chunk):
-            rows, m, sumexp = chunk_loss(be, z[start:stop].to(compute), y[start:stop], cw, plan)
-            loss[start:stop], m_all[start:stop], sumexp_all[start:stop] = rows, m, sumexp
-        ctx.save_for_backward(z, y, cw, m_all, sumexp_all)
-        ctx.be, ctx.plan, ctx.chunk = be, plan, chunk
-        return loss
-
-    @staticmethod
-    def backward(ctx: Any, go: Array) -> tuple[Array | None, ...]:  # type: ignore[override]
-        from xent._linear import chunk_dlogits, chunk_loss
-
-        z, y, cw, m_all, sumexp_all = ctx.saved_tensors
-        be, plan = ctx.be, ctx.plan
-        go = go.to(m_all.dtype)
-        if torch.is_grad_enabled():  # a recorded backward (second order)
-            with torch.enable_grad():
-                zc = z.detach().to(m_all.dtype).requires_grad_(True)
-                rows = chunk_loss(be, zc, y, cw, plan)[0]
-            (dz,) = torch.autograd.grad(rows, zc, go, create_graph=True)
-            return dz.to(z.dtype), None, None, None, None
-        dz = torch.empty_like(z)
-        classes = torch.arange(z.shape[1], device=z.device, dtype=y.dtype)
-        for start, stop in _spans(z.shape[0], ctx.chunk):
-            g = chunk_dlogits(be, z[start:stop].to(m_all.dtype), y[start:stop], cw, m_all[start:stop],
-                              sumexp_all[start:stop], go[start:stop], classes, plan)
-            dz[start:stop].copy_(g)
-        return dz, None, None, None, None
-
-
-def chunked_sparse_rows(z: Array, y: Array, cw: Array | None, be: Any, plan: Any) -> Array:
+def chunked_sparse_rows(z: Array, y: Array, cw: Array | None, be: Any, plan: Any, exact: bool) -> Array:
     """Per-row terms (compute dtype) of the sparse loss with ``plan``'s options
-    for half logits ``z [N, C]``, in-range int64 labels ``y`` and class weights
-    ``cw`` (compute dtype) or None; see :class:`_ChunkedSparseRows`."""
-    return _ChunkedSparseRows.apply(z, y, cw, be, plan)
+    for logits ``z [N, C]``, in-range int64 labels ``y`` and class weights
+    ``cw`` or None; ``exact``: see :class:`_ChunkedSparse`."""
+    return _ChunkedSparse.apply(z, y, None, cw, be, plan, exact)

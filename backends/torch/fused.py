@@ -89,6 +89,20 @@ def _on_device(logits: Array, reduction: str, axis: int | None = None) -> bool:
     return not (forward_mode() or autocast(logits) or _is_compiling() or _functorch_active())
 
 
+def _cpu_chunked(logits: Array, axis: Any) -> bool:
+    """Whether the general path's sparse rows (``Backend.sparse_rows``) take
+    the chunked kernel on the CPU: large ``[N, C]`` logits with the class axis
+    last, eagerly, outside torch.autocast, autodiff's forward mode and
+    torch.func. (Calls with options the fused rung leaves: there a float32
+    ``log_softmax`` and the options' passes each cost a logits-sized
+    temporary, where the kernel's chunks stay in cache.)"""
+    if type(logits) is not _Tensor or logits.dtype not in _FUSED_DTYPES or not tensors.host_readable(logits):
+        return False
+    if logits.numel() <= CHUNKED_MIN or not (logits.ndim == 2 and type(axis) is int and axis in (1, -1)):
+        return False
+    return not (forward_mode() or autocast(logits) or _is_compiling() or _functorch_active())
+
+
 def _cross_entropy(x: Array, target: Array, enum: int, ignore_index: int = -100, weight: Array | None = None,
                    smoothing: float = 0.0) -> Array:
     """``F.cross_entropy(x, target, weight, ignore_index=..., reduction=...,
@@ -154,10 +168,13 @@ def _small_binary_nll(z: Array, y: Array, reduction: str) -> Array | None:
 def _nan_in(loss: Array, reduction: str) -> bool:
     """Whether a fast path's result has a NaN, in one read: the value itself, or
     for ``"none"`` its sum (an ``inf - inf`` that only the sum makes, under
-    labels of both signs, costs the general path, nothing else). Read detached:
-    ``float()`` of a tensor that requires grad warns."""
-    check = loss.detach() if loss.requires_grad else loss
-    return math.isnan(float(check if reduction != "none" else check.sum()))
+    labels of both signs, costs the general path, nothing else). ``item()``
+    (a third of ``bool(isnan)``'s cost; unlike ``float()`` it does not warn
+    for a tensor that requires grad); the sum of ``"none"`` detached, so
+    autograd records nothing."""
+    if reduction != "none":
+        return math.isnan(loss.item())
+    return math.isnan((loss.detach() if loss.requires_grad else loss).sum().item())
 
 
 def fused_sparse(
@@ -178,12 +195,12 @@ def fused_sparse(
         return _options_sparse(logits, labels, axis, reduction, ignore_index, label_smoothing, class_weights)
     if labels.dtype is not _INT64:
         if labels.dtype in _INDEX_DTYPES and _on_device(logits, reduction, axis):
-            return _device_sparse(logits, labels, reduction, ignore_index)
+            return _device_sparse(be, logits, labels, reduction, ignore_index)
         return None
     enum = _fusable(logits, reduction, axis)
     if enum is None:
         if _on_device(logits, reduction, axis):
-            return _device_sparse(logits, labels, reduction, ignore_index)
+            return _device_sparse(be, logits, labels, reduction, ignore_index)
         return None
     if logits.numel() > CHUNKED_MIN and logits.ndim == 2 and not forward_mode():  # (_chunked, inline)
         if labels.shape != logits.shape[:1] or not labels.is_cpu:
@@ -211,7 +228,7 @@ def _one_call(logits: Array, labels: Array, enum: int, ignore_index: int | None,
         loss = _cross_entropy(logits.float() if half else logits, labels, enum, ignore_index, weight, smoothing)
     except (IndexError, OverflowError, RuntimeError, ValueError):
         return None
-    if enum == 1 and masked and bool(loss.isnan()):
+    if enum == 1 and masked and math.isnan(loss.item()):
         return None
     return loss.to(dtype) if half else loss
 
@@ -246,7 +263,7 @@ def _chunked_sparse(
     be: Backend, logits: Array, labels: Array, reduction: str, ignore_index: int | None
 ) -> Array | None:
     # Large logits: computed chunk by chunk in cache (chunked.
-    # _ChunkedSparseNLL), half types in float32 rather than upcast whole;
+    # _ChunkedSparse), half types in float32 rather than upcast whole;
     # out-of-range labels are found on the host (one reduction) and left
     # to the general path.
     from .chunked import chunked_sparse_nll
@@ -257,10 +274,11 @@ def _chunked_sparse(
     kept = labels.shape[0] if keep is None else int(keep.sum())
     if kept == labels.shape[0]:
         keep = None
-    loss = chunked_sparse_nll(logits, labels if keep is None else labels.masked_fill(~keep, 0), keep)
+    loss = chunked_sparse_nll(logits, labels if keep is None else labels.masked_fill(~keep, 0), keep, be)
     return down(_reduce(loss, reduction, kept), logits.dtype)
 
-def _device_sparse(logits: Array, labels: Array, reduction: str, ignore_index: int | None) -> Array | None:
+def _device_sparse(be: Backend, logits: Array, labels: Array, reduction: str, ignore_index: int | None
+                   ) -> Array | None:
     # The chunked kernel off the CPU: labels clipped on the device, the losses
     # of out-of-range ones made NaN (their gradients those of the clipped
     # label, as the general path's), the mean's count a device tensor.
@@ -275,7 +293,7 @@ def _device_sparse(logits: Array, labels: Array, reduction: str, ignore_index: i
     if keep is not None:
         bad = bad & keep
         y = y.masked_fill(~keep, 0)
-    loss = chunked_sparse_nll(logits, y.clamp(0, c - 1), keep)
+    loss = chunked_sparse_nll(logits, y.clamp(0, c - 1), keep, be)
     loss = loss + torch.where(bad, math.nan, 0.0)
     if reduction == "none":
         return loss.to(logits.dtype)

@@ -54,6 +54,7 @@ from xent.backends._rows import RowStats
 
 from .._base import Array, Backend
 from .buffers import Buffers
+from .chunked import chunk_grad_, chunk_stats_
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -105,12 +106,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
             raw = torch.mm(h[start:stop], wt, out=bufs.get("raw", rows, W.dtype))
             d, t, m = _shifted(raw, b, plan.cap, compute, None, bufs)
             yc = y[start:stop]
-            picked = d.gather(1, yc[:, None])[:, 0]
-            spread = None
-            if plan.alpha:
-                spread = d.sum(1) if cw is None else torch.mv(d, cw)
-            e = d.exp_()
-            sumexp = e.sum(1)
+            picked, spread, sumexp = chunk_stats_(d, yc, cw, bool(plan.alpha))
+            e = d  # (now exp(d))
             w_y, wsum = class_weight_terms(be, yc, cw, plan)
             m = m[:, 0]
             loss[start:stop] = token_loss(be, RowStats(m, sumexp, picked, None, spread), w_y, plan, wsum)
@@ -163,11 +160,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
             w_y, wsum = class_weight_terms(be, yc, cw, plan)
             lse = m + sumexp.log() if plan.z_loss else None
             weight, target = grad_coefficients(lse, w_y, gc, plan, wsum)
-            g = e.mul_((weight / sumexp)[:, None])  # softmax(s) = exp(s - m) / Σ exp(s - m)
-            g.scatter_add_(1, yc[:, None], -target[:, None])
-            if plan.alpha:
-                smooth = (gc * (plan.alpha / plan.vocab))[:, None]
-                g = g.sub_(smooth) if cw is None else g.addcmul_(smooth, cw[None, :], value=-1.0)
+            smooth = gc * (plan.alpha / plan.vocab) if plan.alpha else None
+            g = chunk_grad_(e, yc, weight / sumexp, target, smooth, cw)
             if t is not None:  # d s / d z = 1 - t²
                 g = g.addcmul_(g, t.mul_(t), value=-1.0)
             gh = g

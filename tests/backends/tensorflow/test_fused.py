@@ -131,6 +131,36 @@ def test_tensorflow_fused_takes_ignore_index_and_class_weights(options, dtype, r
         assert be.fused_sparse(z, bad, axis=-1, reduction=reduction, ignore_index=ignore, class_weights=w) is None
 
 
+def test_tensorflow_fused_masked_gradient_keeps_nan_rows_and_infinite_losses():
+    # With ignore_index the recorded gradient is one mul_no_nan by the per-row
+    # cotangent, 0 outside the mask: a kept row with a NaN logit still gets a
+    # NaN gradient where its cotangent is 0 (as softmax - onehot times 0 is),
+    # a kept row whose label logit is -inf (loss inf) its finite gradient, an
+    # ignored row with a NaN logit 0. Against the float64 formula.
+    tf = tf_or_skip()
+    be = xent.get_backend("tensorflow")
+    zs = Z.astype(np.float64).copy()
+    y = Y.copy()
+    y[0] = -100
+    zs[0, 1] = np.nan  # ignored
+    zs[1, 3] = np.nan  # kept, cotangent 0
+    zs[2, y[2]] = -np.inf  # kept: loss inf, gradient softmax - onehot
+    z = tf.constant(zs)
+    cot = np.arange(1.0, 25)
+    cot[1] = 0.0
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        out = be.fused_sparse(z, tf.constant(y), axis=-1, reduction="none", ignore_index=-100)
+        total = tf.reduce_sum(out * cot)
+    grad = tape.gradient(total, z).numpy()
+    assert np.isinf(out.numpy()[2]) and out.numpy()[0] == 0.0
+    assert np.isnan(grad[1]).all() and not grad[0].any()
+    zr = zs.copy()
+    zr[:2] = 0.0
+    want = ref.sparse_grad(zr, np.where(y < 0, 0, y), w=cot, reduction="sum")
+    assert_close(grad[2:], want[2:], num_classes=7)
+
+
 def test_tensorflow_fused_envelope_and_errors():
     tf = tf_or_skip()
     be = xent.get_backend("tensorflow")

@@ -34,20 +34,25 @@ def _counted(monkeypatch, name, chunk=None):  # type: ignore[no-untyped-def]
     return calls
 
 
+def _inputs(torch, dtype, seed):  # type: ignore[no-untyped-def]
+    """(torch dtype, logits [300, 256] of it that require grad, int labels in [0, 256))."""
+    r = np.random.default_rng(seed)
+    t = getattr(torch, dtype)
+    z = torch.from_numpy(r.standard_normal((300, 256)) * 3).to(t).requires_grad_(True)
+    return t, z, r.integers(0, 256, 300)
+
+
 @pytest.mark.parametrize("chunk_rows", [None, 64])
 @pytest.mark.parametrize("reduction, ignore", [("none", None), ("sum", -100), ("mean", None), ("none", 3),
                                                ("mean", -100)])
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32", "float64"])
 def test_torch_large_sparse_is_chunked(monkeypatch, chunked, dtype, reduction, ignore, chunk_rows):
-    # Large logits take the chunked path (chunked._ChunkedSparseNLL), half
+    # Large logits take the chunked path (chunked._ChunkedSparse), half
     # types in float32: values rounded once, gradients against float64.
     torch = torch_or_skip()
     # (with a chunk size: several chunks, the last one short)
     calls = _counted(monkeypatch, "chunked_sparse_nll", chunk_rows and chunk_rows * 256)
-    r = np.random.default_rng(11)
-    t = getattr(torch, dtype)
-    z = torch.from_numpy(r.standard_normal((300, 256)) * 3).to(t).requires_grad_(True)
-    y = r.integers(0, 256, 300)
+    t, z, y = _inputs(torch, dtype, 11)
     if ignore is not None:
         y[::7] = ignore
     zr = z.detach().double().numpy()
@@ -123,6 +128,94 @@ def test_torch_large_sparse_second_order_and_forward_mode(chunked):
                                                 torch.from_numpy(y), reduction="sum")
         tangent = fwAD.unpack_dual(out).tangent
     assert_close(tangent, (ref.sparse_grad(zr, y) * v).sum(), num_classes=256, reduced=300)
+
+
+OPTIONS = {
+    "smoothing": {"label_smoothing": 0.1, "ignore_index": -100},
+    "class_weights": {"class_weights": np.linspace(0.5, 2.0, 256)},
+    "sample_weights": {"weights": np.linspace(0.0, 2.0, 300), "label_smoothing": 0.2},
+    "z_loss": {"z_loss": 1e-3, "ignore_index": 5},
+    "softcap": {"logit_softcap": 5.0, "label_smoothing": 0.1},
+    "all": {"label_smoothing": 0.1, "class_weights": np.linspace(0.0, 2.0, 256), "z_loss": 1e-3,
+            "ignore_index": -100},
+}
+
+
+def _options_call(torch, opts, dtype):  # type: ignore[no-untyped-def]
+    """(xent's keyword arguments as tensors, the reference's keyword arguments) of ``opts``."""
+    call = {k: torch.from_numpy(v).to(dtype) if isinstance(v, np.ndarray) else v for k, v in opts.items()}
+    kw = {"ignore_index": opts.get("ignore_index"), "alpha": opts.get("label_smoothing", 0.0),
+          "cw": opts.get("class_weights"), "w": opts.get("weights"), "z_loss": opts.get("z_loss", 0.0),
+          "cap": opts.get("logit_softcap")}
+    return call, kw
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("options", OPTIONS, ids=list(OPTIONS))
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32", "float64"])
+def test_torch_large_sparse_with_options_is_chunked(monkeypatch, chunked, dtype, options, reduction, chunk_rows):
+    # Large CPU logits with smoothing, class weights, sample weights, z-loss
+    # or soft-capping: the general path's rows come from the chunked kernel
+    # (chunked._ChunkedSparse), values and gradients against float64.
+    torch = torch_or_skip()
+    calls = _counted(monkeypatch, "chunked_sparse_rows", chunk_rows and chunk_rows * 256)
+    t, z, y = _inputs(torch, dtype, 13)
+    opts = OPTIONS[options]
+    if opts.get("ignore_index") is not None:
+        y[::9] = opts["ignore_index"]
+    call, kw = _options_call(torch, opts, torch.float64 if dtype == "float64" else torch.float32)
+    zr = z.detach().double().numpy()
+    out = xent.sparse_softmax_cross_entropy(z, torch.from_numpy(y), reduction=reduction, **call)
+    assert calls == [1] and out.dtype == t
+    assert_close(out, ref.sparse_zcap(zr, y, reduction=reduction, **kw), num_classes=256,
+                 reduced=1 if reduction == "none" else 300)
+    (out.sum() if reduction == "none" else out).backward()
+    want = ref.sparse_zcap_grad(zr, y, reduction="sum" if reduction == "none" else reduction, **kw)
+    assert_close(z.grad, want, num_classes=256)
+
+
+def test_torch_large_sparse_smoothing_zero_class_weight_at_minus_inf_is_exact(monkeypatch, chunked):
+    # A -inf logit under a zero class weight adds nothing to the smoothing
+    # term (Backend.weigh), not NaN: the kernel's guarded pass, taken only
+    # where a class weight is 0. Against the float64 formula over the other classes.
+    torch = torch_or_skip()
+    calls = _counted(monkeypatch, "chunked_sparse_rows", 64 * 256)
+    r = np.random.default_rng(14)
+    zr = r.standard_normal((300, 256))
+    zr[:, :3] = -np.inf
+    cw = np.linspace(0.5, 2.0, 256)
+    cw[:3] = 0.0
+    y = r.integers(3, 256, 300)
+    z = torch.from_numpy(zr).requires_grad_(True)
+    out = xent.sparse_softmax_cross_entropy(z, torch.from_numpy(y), label_smoothing=0.1,
+                                            class_weights=torch.from_numpy(cw), reduction="none")
+    lse = np.log(np.exp(zr[:, 3:]).sum(1))
+    nll = lse[:, None] - zr[:, 3:]
+    want = 0.9 * cw[y] * nll[np.arange(300), y - 3] + (0.1 / 256) * (nll * cw[3:]).sum(1)
+    assert calls == [1]
+    assert_close(out, want, num_classes=256)
+    out.sum().backward()
+    assert bool(torch.isfinite(z.grad).all())
+
+
+def test_torch_large_sparse_with_options_second_order(chunked):
+    # A recorded backward of the kernel with options is differentiable in the
+    # logits: a Hessian-vector product against (Σ_c a_c)·(diag(p) - p·pᵀ)·v,
+    # with a = (1-α)·w_y·onehot(y) + (α/C)·w the label weights.
+    torch = torch_or_skip()
+    r = np.random.default_rng(15)
+    zr, v = r.standard_normal((300, 256)) * 3, r.standard_normal((300, 256))
+    y = r.integers(0, 256, 300)
+    cw = np.linspace(0.5, 2.0, 256)
+    z = torch.from_numpy(zr).requires_grad_(True)
+    loss = xent.sparse_softmax_cross_entropy(z, torch.from_numpy(y), label_smoothing=0.1,
+                                             class_weights=torch.from_numpy(cw), reduction="sum")
+    (g,) = torch.autograd.grad(loss, z, create_graph=True)
+    (hv,) = torch.autograd.grad((g * torch.from_numpy(v)).sum(), z)
+    assert_close(g, ref.sparse_zcap_grad(zr, y, alpha=0.1, cw=cw), num_classes=256)
+    total = 0.9 * cw[y] + 0.1 * cw.mean()
+    assert_close(hv, _hvp_rows(np.exp(ref.log_softmax(zr)), v, total[:, None]), num_classes=256)
 
 
 @pytest.mark.parametrize("chunk_rows", [None, 64])
