@@ -505,7 +505,7 @@ class Backend:
         stats = row_stats(self, z, axis, labels=labels, spread=True)
         return combine(self, stats, alpha=alpha, vocab=num)
 
-    def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None) -> Array:
+    def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None, raw: bool = False) -> Array:
         """``-log_softmax(z)[labels]`` along ``axis``; every label is in ``[0, C)``.
 
         Computed as ``log Σ exp(z - m) - (z_y - m)`` with ``m`` the row max, which
@@ -513,6 +513,9 @@ class Backend:
         ``logsumexp`` before subtracting ``z_y``.
 
         ``narrow``: the half dtype ``z`` was upcast from, or None (:meth:`row_max`).
+        ``raw``: ``z`` is the loss's own input, not soft-capped or otherwise
+        computed from it, so its gradient goes on unchanged (a backend may
+        then form it in place).
         """
         return combine(self, row_stats(self, z, axis, labels=labels, narrow=narrow))
 

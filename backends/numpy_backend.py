@@ -380,7 +380,7 @@ class NumpyBackend(Backend):
         loss_shape = z.shape[:axis] + z.shape[axis + 1 :]
         return out.reshape(loss_shape)[()]
 
-    def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None) -> Array:
+    def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None, raw: bool = False) -> Array:
         """``log Σ exp(z - m) - (z_y - m)``, blocked (see :func:`_blocked`).
 
         The label's shifted logit is gathered from the block before ``exp``

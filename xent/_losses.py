@@ -204,7 +204,7 @@ def sparse_softmax_cross_entropy(
             # torch and TF): it only ever sees in-range labels; masks and
             # weights are applied here. (narrow: the half dtype the logits
             # were upcast from, unless soft-capped)
-            loss = be.nll(z, y.safe, axis, None if cap is not None else fe.narrow_of(p))
+            loss = be.nll(z, y.safe, axis, None if cap is not None else fe.narrow_of(p), raw=cap is None)
             if class_w is not None:
                 loss = be.weigh(class_w, loss)
         return fe.reduce(

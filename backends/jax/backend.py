@@ -130,11 +130,11 @@ class JaxBackend(Backend):
             return super().binary_nll(z, y, pos_weight)
         return traced.binary_nll(z, y, pos_weight, self, narrow)
 
-    def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None) -> Array:
+    def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None, raw: bool = False) -> Array:
         # The shared formula's values and derivatives, the derivative written
         # out: autodiff's backward writes two float32 copies of the logits
         # (its gather's scatter, the saved exp), on every device (traced.nll).
-        return traced.nll(z, labels, axis, self, narrow)
+        return traced.nll(z, labels, axis, self, narrow, raw)
 
     def soft_nll(self, z: Array, y: Array, axis: int, narrow: str | None = None) -> Array:
         # Large logits on XLA's CPU backend (the one it is tuned for); elsewhere

@@ -187,7 +187,7 @@ class TensorflowBackend(Backend):
                             off_value=tf.constant(alpha / num, z.dtype), dtype=z.dtype)
         return tf.nn.softmax_cross_entropy_with_logits(labels=target, logits=z)
 
-    def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None) -> Array:
+    def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None, raw: bool = False) -> Array:
         # The fused kernel takes classes on the last axis and int32/int64 labels.
         z, _ = _classes_last(z, axis)
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=_index(labels), logits=z)

@@ -152,7 +152,7 @@ class TorchBackend(Backend):
             return log_s * y.sum(axis) - picked + torch.where(lost, math.inf, 0.0)
         return super().soft_nll(z, y, axis)
 
-    def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None) -> Array:
+    def nll(self, z: Array, labels: Array, axis: int, narrow: str | None = None, raw: bool = False) -> Array:
         # torch's fused kernel wants the class axis at dim 1 (dim 0 when unbatched)
         # and int64 (or uint8) targets.
         if z.ndim > 1 and axis != 1:
