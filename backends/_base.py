@@ -58,11 +58,11 @@ def labels_out_of_range(values: Any, num: int, ignore_index: int | None) -> Any:
     return bad
 
 
-def plain_sparse(label_smoothing: Any, class_weights: Any) -> bool:
+def plain_sparse(label_smoothing: Any, class_weights: Any, weights: Any = None) -> bool:
     """Whether a fused sparse hook's options beyond ``ignore_index`` are at
-    their defaults (no smoothing, no class weights); False for anything but a
-    Python number (the general path validates it)."""
-    return class_weights is None and type(label_smoothing) in (float, int) and label_smoothing == 0
+    their defaults (no smoothing, no class or sample weights); False for a
+    smoothing that is not a Python number (the general path validates it)."""
+    return class_weights is None and weights is None and type(label_smoothing) in (float, int) and label_smoothing == 0
 
 
 def labels_valid(values: Any, num: int, ignore_index: int | None) -> bool:
@@ -205,12 +205,12 @@ class Backend:
     # ------------------------------------------------------------- fast path
     def fused_sparse(
         self, logits: Array, labels: Array, *, axis: Any, reduction: Any, ignore_index: Any,
-        label_smoothing: Any = 0.0, class_weights: Any = None,
+        label_smoothing: Any = 0.0, class_weights: Any = None, weights: Any = None,
     ) -> Array | None:
         """The sparse loss, reduced, in one native call; ``None`` to take
         the next rung of the ladder (``xent._dispatch``). A backend whose
-        native kernel has no smoothing or class weights declines when they are
-        set (:func:`plain_sparse`).
+        native kernel has no smoothing, class or sample weights declines when
+        they are set (:func:`plain_sparse`).
 
         The options it honours (given or default) are passed by name, not yet
         validated; every other option is at its default. A

@@ -291,7 +291,7 @@ class NumpyBackend(Backend):
 
     def fused_sparse(
         self, logits: Array, labels: Array, *, axis: Any, reduction: Any, ignore_index: Any,
-        label_smoothing: Any = 0.0, class_weights: Any = None,
+        label_smoothing: Any = 0.0, class_weights: Any = None, weights: Any = None,
     ) -> Array | None:
         # The general path's own blocked nll on host arrays checked here
         # (classes last, in-range integer labels): the front end's validation
@@ -303,7 +303,7 @@ class NumpyBackend(Backend):
             and labels.size
             and reduction in ("none", "sum", "mean")
             and (ignore_index is None or type(ignore_index) is int)
-            and plain_sparse(label_smoothing, class_weights)
+            and plain_sparse(label_smoothing, class_weights, weights)
             and labels_valid(labels, logits.shape[-1], ignore_index)
         ):
             return None

@@ -56,7 +56,8 @@ class Rungs:
 RUNGS: dict[str, Rungs] = {
     "softmax_cross_entropy": Rungs("fused_dense", ("axis", "reduction")),
     "sparse_softmax_cross_entropy": Rungs(
-        "fused_sparse", ("axis", "reduction", "ignore_index", "label_smoothing", "class_weights"), class_ids=True
+        "fused_sparse", ("axis", "reduction", "ignore_index", "label_smoothing", "class_weights", "weights"),
+        class_ids=True,
     ),
     "sigmoid_cross_entropy": Rungs("fused_sigmoid", ("reduction",)),
     "categorical_cross_entropy": Rungs(),

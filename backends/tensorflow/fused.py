@@ -50,7 +50,8 @@ def _zero(dtype: Any) -> Any:
         return tf.constant(0, dtype)
 
 
-def _sparse_ops(logits: Array, labels: Array, reduction: str, wide: bool = False, keep: Array | None = None) -> Array:
+def _sparse_ops(logits: Array, labels: Array, reduction: str, wide: bool = False, keep: Array | None = None,
+                zero: Array | None = None) -> Array:
     """tf.nn's fused sparse op and its reduction as the raw generated ops:
     ``tf.nn.sparse_softmax_cross_entropy_with_logits``'s Python wrapper (its
     shape checks and name scopes) costs more than its kernel on small inputs,
@@ -63,7 +64,10 @@ def _sparse_ops(logits: Array, labels: Array, reduction: str, wide: bool = False
     gradient function, which on small inputs costs more than the ops.
     ``wide``: half types' result left in float32 (the caller rounds it).
     ``keep`` (with ``"none"``): rows outside it give 0 and no gradient,
-    whatever their logits hold."""
+    whatever their logits hold. ``zero`` (with ``"none"``): rows whose
+    class weight is 0, whose infinite loss gives 0 (``Backend.weigh``: the
+    caller's product with the weight is then 0, not ``0·inf``; their
+    gradient is 0 through that product)."""
     if not isinstance(logits, tf.Tensor):  # a variable: its read, recorded as the tape watches it
         logits = tf.convert_to_tensor(logits)
     given = logits
@@ -75,6 +79,7 @@ def _sparse_ops(logits: Array, labels: Array, reduction: str, wide: bool = False
         logits = gen_array_ops.reshape(logits, [-1, logits.shape[-1]])
         labels = gen_array_ops.reshape(labels, [-1])
         keep = None if keep is None else gen_array_ops.reshape(keep, [-1])
+        zero = None if zero is None else gen_array_ops.reshape(zero, [-1])
     dtype = logits.dtype
     taping = _taping()
     with record.stop_recording() if taping else contextlib.nullcontext():
@@ -88,6 +93,9 @@ def _sparse_ops(logits: Array, labels: Array, reduction: str, wide: bool = False
             loss = gen_math_ops._sum(loss, _axis0())
         if keep is not None:
             loss = gen_math_ops.select_v2(keep, loss, _zero(loss.dtype))
+        if zero is not None:
+            lost = gen_math_ops.logical_and(zero, gen_math_ops.is_inf(loss))
+            loss = gen_math_ops.select_v2(lost, _zero(loss.dtype), loss)
         if flat and reduction == "none":
             loss = gen_array_ops.reshape(loss, shape)
         if dtype in _HALF and not wide:
@@ -143,7 +151,7 @@ def _record(loss: Array, logits: Array, labels: Array, backprop: Array, reductio
 
 def fused_sparse(
     be: Backend, logits: Array, labels: Array, *, axis: Any, reduction: Any, ignore_index: Any,
-    label_smoothing: Any = 0.0, class_weights: Any = None,
+    label_smoothing: Any = 0.0, class_weights: Any = None, weights: Any = None,
 ) -> Array | None:
     # tf.nn's fused op and tf.reduce_mean/sum, the native anchor's two ops,
     # in eager mode (under tf.function out-of-range labels must give NaN,
@@ -155,7 +163,7 @@ def fused_sparse(
     # pool fall asleep between the two ops.)
     if (
         (ignore_index is not None and type(ignore_index) is not int)
-        or not plain_sparse(label_smoothing, None)  # (tf.nn has no smoothing)
+        or not plain_sparse(label_smoothing, None, weights)  # (tf.nn has no smoothing; sample weights: the general path)
         or type(axis) is not int
         or not isinstance(labels, tf.Tensor)
         or labels.dtype not in _FUSED_LABELS
@@ -194,6 +202,15 @@ def fused_sparse(
         return None
 
 
+def _may_hold_zero(weights: Array) -> bool:
+    """Whether class ``weights`` may hold a 0: read on the host where that is
+    free (on the CPU; the usual answer, no, spares the guard's ops), else
+    assumed (no device sync)."""
+    if weights.device.endswith("CPU:0"):
+        return bool((weights.numpy() == 0).any())
+    return True
+
+
 def _fits(value: int, dtype: Any) -> bool:
     """Whether the integer ``value`` is one of ``dtype``'s."""
     info = np.iinfo(dtype.as_numpy_dtype)
@@ -204,7 +221,8 @@ def _weighted_ops(logits: Array, labels: Array, reduction: str, ignore_index: in
                   class_weights: Array | None) -> Array:
     """:func:`_sparse_ops` with ``ignore_index`` and class weights, xent's
     weighted mean (docs/semantics.md): each kept row's loss times its label's
-    weight, the mean over the kept rows' total weight, 0 where that is 0.
+    weight, the mean over the kept rows' total weight, 0 where that is 0, an
+    infinite loss under a zero class weight 0 (``Backend.weigh``).
     Ignored rows' labels are replaced by 0 before the op, and their losses
     and gradients by 0 after it, so whatever they hold gives neither a NaN nor
     a bad-label error. Raw ops, as in _sparse_ops; the weighting is recorded
@@ -215,11 +233,13 @@ def _weighted_ops(logits: Array, labels: Array, reduction: str, ignore_index: in
     if ignore_index is not None:
         keep = gen_math_ops.not_equal(labels, tf.constant(ignore_index, labels.dtype))
         labels = gen_math_ops.select_v2(keep, labels, _zero(labels.dtype))
-    rows = _sparse_ops(logits, labels, "none", wide=True, keep=keep)
-    weight = None
+    weight = zero = None
     if class_weights is not None:
         w = class_weights if class_weights.dtype == work else gen_math_ops.cast(class_weights, work)
         weight = gen_array_ops.gather_v2(w, labels, _axis0())
+        if _may_hold_zero(class_weights):
+            zero = gen_math_ops.equal(weight, _zero(work))
+    rows = _sparse_ops(logits, labels, "none", wide=True, keep=keep, zero=zero)
     if keep is not None:
         kept = gen_math_ops.cast(keep, work)
         weight = kept if weight is None else gen_math_ops.mul(weight, kept)

@@ -179,7 +179,7 @@ def _nan_in(loss: Array, reduction: str) -> bool:
 
 def fused_sparse(
     be: Backend, logits: Array, labels: Array, *, axis: Any, reduction: Any, ignore_index: Any,
-    label_smoothing: Any = 0.0, class_weights: Any = None,
+    label_smoothing: Any = 0.0, class_weights: Any = None, weights: Any = None,
 ) -> Array | None:
     # F.cross_entropy is the whole loss, reduction included, on the CPU in
     # eager mode: its kernel raises for an out-of-range label (we then take
@@ -188,11 +188,12 @@ def fused_sparse(
     # accelerators (a device assert, not NaN) and torch.compile (out-of-range
     # labels must give NaN there); a mean with ignore_index that comes out NaN
     # (every entry ignored) is left to the general path, which gives 0.
-    # Smoothing and class weights: _options_sparse.
+    # Smoothing, class and sample weights: _options_sparse.
     if type(labels) is not _Tensor or (ignore_index is not None and type(ignore_index) is not int):
         return None
-    if not plain_sparse(label_smoothing, class_weights):
-        return _options_sparse(logits, labels, axis, reduction, ignore_index, label_smoothing, class_weights)
+    if not plain_sparse(label_smoothing, class_weights, weights):
+        return _options_sparse(logits, labels, axis, reduction, ignore_index, label_smoothing, class_weights,
+                               weights)
     if labels.dtype is not _INT64:
         if labels.dtype in _INDEX_DTYPES and _on_device(logits, reduction, axis):
             return _device_sparse(be, logits, labels, reduction, ignore_index)
@@ -210,12 +211,14 @@ def fused_sparse(
 
 
 def _one_call(logits: Array, labels: Array, enum: int, ignore_index: int | None, weight: Array | None = None,
-              smoothing: float = 0.0) -> Array | None:
+              smoothing: float = 0.0, wide: bool = False) -> Array | None:
     """One ``F.cross_entropy`` call (:func:`_cross_entropy`) for the fused
-    sparse rung, half types upcast; None where its result is not xent's: a
-    label equal to the value torch is told to ignore when there is no
-    ``ignore_index`` (the general path rejects it), or a weighted or masked
-    mean that comes out NaN (nothing kept, or a zero total weight: xent 0)."""
+    sparse rung, half types upcast (``wide``: the result left in float32,
+    unchecked); None where its result is not xent's: a label equal to the
+    value torch is told to ignore when there is no ``ignore_index`` (the
+    general path rejects it), a masked mean that comes out NaN (nothing
+    kept: xent 0), or a class-weighted result with a NaN (a zero total
+    weight, or an infinite loss under a zero class weight: xent 0)."""
     dtype = logits.dtype
     half = dtype in HALF  # (_up and _down, inline)
     masked = ignore_index is not None or weight is not None
@@ -228,18 +231,24 @@ def _one_call(logits: Array, labels: Array, enum: int, ignore_index: int | None,
         loss = _cross_entropy(logits.float() if half else logits, labels, enum, ignore_index, weight, smoothing)
     except (IndexError, OverflowError, RuntimeError, ValueError):
         return None
-    if enum == 1 and masked and math.isnan(loss.item()):
+    if wide:
+        return loss  # (_sample_weighted checks its own result)
+    if weight is not None:  # (torch's 0·inf under a zero class weight: 0 in xent, Backend.weigh)
+        if _nan_in(loss, _REDUCTION_NAMES[enum]):
+            return None
+    elif masked and enum == 1 and math.isnan(loss.item()):
         return None
     return loss.to(dtype) if half else loss
 
 def _options_sparse(logits: Array, labels: Array, axis: Any, reduction: Any, ignore_index: int | None,
-                    label_smoothing: Any, class_weights: Any) -> Array | None:
+                    label_smoothing: Any, class_weights: Any, weights: Any = None) -> Array | None:
     # F.cross_entropy with label smoothing and class weights is xent's
     # formula and its weighted mean (docs/semantics.md). Small CPU logits
     # only; declined: class weights that are not a CPU float tensor of
     # shape [C] (or need a gradient: torch's kernel gives none), a zero class
     # weight with smoothing (torch forms 0·inf at a -inf logit, xent 0), and
     # a mean that comes out NaN (nothing kept, or a zero total weight: xent 0).
+    # Sample weights: _sample_weighted.
     if type(label_smoothing) not in (float, int) or not 0.0 <= label_smoothing < 1.0 or labels.dtype is not _INT64:
         return None
     enum = _fusable(logits, reduction, axis)
@@ -256,7 +265,45 @@ def _options_sparse(logits: Array, labels: Array, axis: Any, reduction: Any, ign
         compute = torch.float32 if logits.dtype in HALF else logits.dtype
         if w.dtype != compute:
             w = w.to(compute)
+    if weights is not None:
+        return _sample_weighted(logits, labels, enum, ignore_index, w, float(label_smoothing), weights)
     return _one_call(logits, labels, enum, ignore_index, w, float(label_smoothing))
+
+
+def _sample_weighted(logits: Array, labels: Array, enum: int, ignore_index: int | None, cw: Array | None,
+                     smoothing: float, weights: Any) -> Array | None:
+    """The sparse loss with sample weights ``weights`` (a CPU float tensor of
+    the labels' shape; anything else: None), from ``F.cross_entropy``'s
+    per-entry losses (class weights, smoothing and ignored entries included)
+    times the weights, reduced as xent reduces: the mean over the total
+    weight ``Σ w_i·cw[y_i]`` of the kept entries. Computed in float32 for
+    half logits and rounded once; autograd differentiates the weighting (the
+    weights get their gradient too). None where the result is not finite: a
+    zero total weight (xent: 0), a zero weight under an infinite loss (xent
+    weighs it 0, a product gives NaN), or an infinite loss, all the general
+    path's."""
+    if (type(weights) is not _Tensor or not weights.is_cpu or weights.shape != labels.shape
+            or not weights.is_floating_point()):
+        return None
+    rows = _one_call(logits, labels, 0, ignore_index, cw, smoothing, wide=True)
+    if rows is None:
+        return None
+    w = weights if weights.dtype == rows.dtype else weights.to(rows.dtype)
+    loss = rows * w
+    if enum == 2:
+        loss = loss.sum()
+    elif enum == 1:
+        total = w
+        keep = None if ignore_index is None else labels != ignore_index
+        if cw is not None:
+            total = total * cw[labels if keep is None else labels.masked_fill(~keep, 0)]
+        if keep is not None:
+            total = total.masked_fill(~keep, 0.0)
+        loss = loss.sum() / total.sum()
+    check = loss.detach() if enum == 0 and loss.requires_grad else loss
+    if not math.isfinite((check.sum() if enum == 0 else check).item()):
+        return None
+    return down(loss, logits.dtype)
 
 
 def _chunked_sparse(

@@ -299,3 +299,28 @@ def test_tensorflow_traced_sigmoid_limits(jit, dtype):
     z[4, 4] = np.nan
     nan = tf.function(lambda z, y: xent.sigmoid_cross_entropy(z, y, reduction="sum"), autograph=False)
     assert np.isnan(float(nan(tf.cast(tf.constant(z), dtype), tf.cast(tf.constant(y), dtype))))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_tensorflow_fused_zero_class_weight_under_an_infinite_loss_counts_zero(reduction):
+    # An entry whose label logit is -inf under a zero class weight counts 0
+    # (Backend.weigh), not 0·inf = NaN, on the fused rung. Against the float64
+    # formula over the other entries.
+    tf = tf_or_skip()
+    be = xent.get_backend("tensorflow")
+    z = Z.astype(np.float64).copy()
+    z[0, Y[0]] = -np.inf
+    cw = np.linspace(0.5, 2.0, Z.shape[1])
+    cw[Y[0]] = 0.0
+    rows = cw[Y] * ref.sparse(np.where(np.isinf(z), 0.0, z), Y)
+    rows[0] = 0.0
+    want = {"none": rows, "sum": rows.sum(), "mean": rows.sum() / cw[Y].sum()}[reduction]
+    t = tf.constant(z)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        out = be.fused_sparse(t, tf.constant(Y), axis=-1, reduction=reduction, ignore_index=None,
+                              class_weights=tf.constant(cw))
+        total = tf.reduce_sum(out)
+    assert out is not None
+    assert_close(out, want, num_classes=Z.shape[1], reduced=1 if reduction == "none" else len(Y))
+    assert np.isfinite(tape.gradient(total, t).numpy()).all()

@@ -222,3 +222,97 @@ def test_torch_fused_options_decline_outside_the_envelope():
                            class_weights=None) is None  # all ignored: NaN there, 0 in xent
     got = xent.sparse_softmax_cross_entropy(z, everything, ignore_index=7, label_smoothing=0.1, reduction="mean")
     assert float(got) == 0.0
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("option", ["weights", *OPTION_SETS])
+def test_torch_fused_with_sample_weights(option, dtype, reduction):
+    """Sample weights on the fused rung: F.cross_entropy's per-entry losses
+    times the weights, xent's mean over the kept entries' total weight. The
+    hook answers; values, the logits' and the weights' gradients equal the
+    float64 formula (``∂ mean / ∂ w_i = (a_i - mean·b_i) / Σ w·b`` with
+    ``a_i`` the entry's weighted loss and ``b_i`` its class weight and mask)."""
+    torch = torch_or_skip()
+    opts = {} if option == "weights" else dict(OPTION_SETS[option])
+    be = xent.get_backend("torch")
+    rng = np.random.default_rng(4)
+    z = torch.from_numpy(Z).to(getattr(torch, dtype)).requires_grad_(True)
+    y = Y.copy()
+    ignore = opts.get("ignore_index")
+    if ignore is not None:
+        y[::3] = ignore
+    alpha = opts.get("label_smoothing", 0.0)
+    cw = np.float32(rng.uniform(0.5, 2.0, size=Z.shape[1])) if opts.get("class_weights") else None
+    wr = rng.uniform(0.0, 2.0, size=len(y))
+    compute = torch.float64 if dtype == "float64" else torch.float32
+    w = torch.from_numpy(wr).to(compute).requires_grad_(True)
+    out = be.fused_sparse(z, torch.from_numpy(y), axis=-1, reduction=reduction, ignore_index=ignore,
+                          label_smoothing=alpha, class_weights=None if cw is None else torch.from_numpy(cw),
+                          weights=w)
+    assert out is not None and out.dtype == z.dtype
+    zr = z.detach().double().numpy()
+    wr = w.detach().double().numpy()
+    kw = {"ignore_index": ignore, "alpha": alpha, "cw": cw}
+    assert_close(out, ref.sparse(zr, y, w=wr, reduction=reduction, **kw), num_classes=Z.shape[1],
+                 reduced=1 if reduction == "none" else len(y))
+    (out.sum() if reduction == "none" else out).backward()
+    total = "sum" if reduction == "none" else reduction
+    assert_close(z.grad, ref.sparse_grad(zr, y, w=wr, reduction=total, **kw), num_classes=Z.shape[1])
+    rows = ref.sparse(zr, y, **kw)  # a_i / w_i: each entry's loss, class weight and mask included
+    keep = np.ones(len(y), bool) if ignore is None else y != ignore
+    b = np.where(keep, 1.0 if cw is None else np.float64(cw)[np.where(keep, y, 0)], 0.0)
+    if total == "sum":
+        want = rows
+    else:
+        mean = (wr * rows).sum() / (wr * b).sum()
+        want = (rows - mean * b) / (wr * b).sum()
+    assert_close(w.grad, want, num_classes=Z.shape[1], reduced=len(y) if total == "mean" else 1)
+
+
+def test_torch_fused_sample_weights_decline_where_the_result_is_not_xents():
+    # A zero total weight (xent: 0) and a zero weight under an infinite loss
+    # (xent weighs it 0, a product NaN) are the general path's; so are
+    # weights that are not a CPU float tensor of the labels' shape.
+    torch = torch_or_skip()
+    be = xent.get_backend("torch")
+    z, y = torch.from_numpy(Z), torch.from_numpy(Y)
+    w = torch.linspace(0.5, 2.0, len(Y), dtype=z.dtype)
+
+    def hook(reduction="mean", logits=z, **kw):  # type: ignore[no-untyped-def]
+        args = {"axis": -1, "reduction": reduction, "ignore_index": None, "weights": w}
+        args.update(kw)
+        return be.fused_sparse(logits, y, **args)
+
+    assert hook() is not None
+    assert hook(weights=w.numpy()) is None and hook(weights=w[:-1]) is None and hook(weights=w[None]) is None
+    assert hook(weights=torch.zeros_like(w)) is None
+    assert float(xent.sparse_softmax_cross_entropy(z, y, weights=torch.zeros_like(w), reduction="mean")) == 0.0
+    inf = z.clone()
+    inf[0, int(Y[0])] = -np.inf  # entry 0's loss is inf
+    zero_first = w.clone()
+    zero_first[0] = 0.0
+    assert hook(logits=inf, weights=zero_first, reduction="none") is None
+    got = xent.sparse_softmax_cross_entropy(inf, y, weights=zero_first, reduction="none")
+    assert got[0].item() == 0.0 and np.isfinite(got.numpy()).all()
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_torch_fused_zero_class_weight_under_an_infinite_loss_counts_zero(reduction):
+    # torch's kernel forms 0·inf = NaN for an entry whose label logit is -inf
+    # under a zero class weight; xent weighs it 0 (Backend.weigh), for every
+    # reduction. Against the float64 formula over the other entries.
+    torch = torch_or_skip()
+    z = Z.astype(np.float64).copy()
+    z[0, Y[0]] = -np.inf
+    cw = np.linspace(0.5, 2.0, Z.shape[1])
+    cw[Y[0]] = 0.0
+    rows = cw[Y] * ref.sparse(np.where(np.isinf(z), 0.0, z), Y)
+    rows[0] = 0.0
+    want = {"none": rows, "sum": rows.sum(), "mean": rows.sum() / cw[Y].sum()}[reduction]
+    t = torch.from_numpy(z).requires_grad_(True)
+    out = xent.sparse_softmax_cross_entropy(t, torch.from_numpy(Y), class_weights=torch.from_numpy(cw),
+                                            reduction=reduction)
+    assert_close(out, want, num_classes=Z.shape[1], reduced=1 if reduction == "none" else len(Y))
+    (out.sum() if reduction == "none" else out).backward()
+    assert bool(torch.isfinite(t.grad).all())
