@@ -41,3 +41,19 @@ def tf_fused():  # type: ignore[no-untyped-def]
 def compiled_in(cache, fn) -> bool:  # type: ignore[no-untyped-def]
     """Whether the TF compile cache ``cache`` holds a program of ``fn``."""
     return any(key[0] is fn and program is not None for key, program in cache._programs.items())
+
+
+def zero_weight_at_minus_inf(reduction: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(logits, class weights, float64 loss)`` where entry 0's label logit is
+    ``-inf`` under a zero class weight: that entry counts 0 (``Backend.weigh``),
+    the others their class-weighted loss, reduced by ``reduction``."""
+    from tests import reference as ref
+
+    z = Z.astype(np.float64).copy()
+    z[0, Y[0]] = -np.inf
+    cw = np.linspace(0.5, 2.0, Z.shape[1])
+    cw[Y[0]] = 0.0
+    rows = cw[Y] * ref.sparse(np.where(np.isinf(z), 0.0, z), Y)
+    rows[0] = 0.0
+    want = {"none": rows, "sum": rows.sum(), "mean": rows.sum() / cw[Y].sum()}[reduction]
+    return z, cw, np.asarray(want)

@@ -10,7 +10,7 @@ import pytest
 
 import xent
 from tests import reference as ref
-from tests.backends.shared import BIN, REDUCTIONS, SOFT, Y, Z, bf16_ulps, torch_or_skip
+from tests.backends.shared import BIN, REDUCTIONS, SOFT, Y, Z, bf16_ulps, torch_or_skip, zero_weight_at_minus_inf
 from xent.testing import assert_close
 
 
@@ -303,13 +303,7 @@ def test_torch_fused_zero_class_weight_under_an_infinite_loss_counts_zero(reduct
     # under a zero class weight; xent weighs it 0 (Backend.weigh), for every
     # reduction. Against the float64 formula over the other entries.
     torch = torch_or_skip()
-    z = Z.astype(np.float64).copy()
-    z[0, Y[0]] = -np.inf
-    cw = np.linspace(0.5, 2.0, Z.shape[1])
-    cw[Y[0]] = 0.0
-    rows = cw[Y] * ref.sparse(np.where(np.isinf(z), 0.0, z), Y)
-    rows[0] = 0.0
-    want = {"none": rows, "sum": rows.sum(), "mean": rows.sum() / cw[Y].sum()}[reduction]
+    z, cw, want = zero_weight_at_minus_inf(reduction)
     t = torch.from_numpy(z).requires_grad_(True)
     out = xent.sparse_softmax_cross_entropy(t, torch.from_numpy(Y), class_weights=torch.from_numpy(cw),
                                             reduction=reduction)
