@@ -4,9 +4,7 @@ TensorFlow does not implement the array API, so this backend spells out every
 primitive with ``tf`` ops. Native kernels used:
 ``tf.nn.sparse_softmax_cross_entropy_with_logits`` for the sparse negative
 log-likelihood (given in-range labels only, so its eager error and its XLA NaN
-never surface), ``tf.nn.softmax_cross_entropy_with_logits`` for large dense
-losses under a gradient tape (labels that sum to 1 only, see ``fused_dense``),
-``tf.nn.log_softmax`` and ``tf.math.softplus``.
+never surface), ``tf.nn.log_softmax`` and ``tf.math.softplus``.
 """
 
 from __future__ import annotations
@@ -194,7 +192,6 @@ class TensorflowBackend(Backend):
 
     # The three other rungs' pieces: fused.py, compile_cache.py; the LM head: linear.py.
     fused_sparse = fused.fused_sparse
-    fused_dense = fused.fused_dense
     fused_sigmoid = fused.fused_sigmoid
     compiled = compile_cache.compiled
 

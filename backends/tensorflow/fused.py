@@ -1,6 +1,7 @@
 """TensorFlow: the fused rung of the dispatch ladder (``Backend.fused_sparse``,
-``fused_dense``, ``fused_sigmoid``): tf.nn's own ops where their semantics are
-exactly xent's."""
+``fused_sigmoid``): tf.nn's own ops where their semantics are exactly xent's.
+(No ``fused_dense``: small dense calls gain nothing from tf.nn's op, and from
+2¹⁵ logits on the compiled call is faster, also under a gradient tape.)"""
 
 from __future__ import annotations
 
@@ -20,16 +21,11 @@ from .traced import reduced_binary_nll
 _FUSED_DTYPES = (tf.float32, tf.float64, tf.float16, tf.bfloat16)
 _HALF = (tf.float16, tf.bfloat16)
 _FUSED_LABELS = (tf.int32, tf.int64)
-#: the sparse loss's fused eager op (fused_sparse) up to this many logits, and
-#: beyond them under a gradient tape (float32/64); from here on the compiled
-#: call is faster.
+#: the sparse loss's fused eager op (fused_sparse) up to this many logits;
+#: from here on the compiled call, once hot, is faster, forward and under a
+#: gradient tape (4096×32000 float32 forward+backward: 213 ms against the
+#: fused op's 591, ``xent bench --backends tensorflow --losses sparse``).
 COMPILE_MIN = 1 << 15
-#: the dense loss under a gradient tape takes tf.nn's fused op (fused_dense)
-#: from this many logits on (float32/64); below, the compiled call is faster.
-DENSE_FUSED_MIN = 1 << 23
-#: fused_dense: rows of labels whose sum is 1 within this many eps of the dtype
-#: (tf.nn's gradient, softmax - y, is xent's Σy·softmax - y only there).
-_DENSE_SUM_EPS = 4
 #: TF's own test for "a GradientTape or ForwardAccumulator is recording"
 _taping = record.could_possibly_record
 
@@ -163,7 +159,7 @@ def fused_sparse(
     # pool fall asleep between the two ops.)
     if (
         (ignore_index is not None and type(ignore_index) is not int)
-        or not plain_sparse(label_smoothing, None, weights)  # (tf.nn has no smoothing; sample weights: the general path)
+        or not plain_sparse(label_smoothing, None)  # (tf.nn has no smoothing)
         or type(axis) is not int
         or not isinstance(labels, tf.Tensor)
         or labels.dtype not in _FUSED_LABELS
@@ -174,16 +170,10 @@ def fused_sparse(
     rank = logits.shape.rank
     if not rank or axis not in (-1, rank - 1):
         return None  # (a shape mismatch makes the op raise: the general path explains)
-    if (
-        logits.shape.num_elements() >= COMPILE_MIN
-        and (logits.dtype in _HALF or not _taping())
-        and not running_eagerly()
-    ):
-        # The compiled call, once hot, is faster forward (until then, its
-        # op-by-op calls take the fused op); under a tape the fused op is
-        # (its kernel computes the gradient with the loss, where a tape
-        # over a compiled call runs a separate backward function), except
-        # for half types, whose upcast copy XLA fuses away.
+    if logits.shape.num_elements() >= COMPILE_MIN and not running_eagerly():
+        # The compiled call, once hot, is faster, also under a tape (XLA
+        # fuses the gradient into one pass; until the signature is hot, its
+        # op-by-op calls take the fused op).
         return None
     if reduction not in ("none", "sum", "mean") or (reduction == "mean" and not labels.shape.num_elements()):
         return None
@@ -192,18 +182,22 @@ def fused_sparse(
         isinstance(w, tf.Tensor) and w.dtype in _FUSED_DTYPES and w.shape.rank == 1 and w.shape[0] == logits.shape[-1]
     ):
         return None
+    sw = weights
+    if sw is not None and not (isinstance(sw, tf.Tensor) and sw.dtype in _FUSED_DTYPES and sw.shape == labels.shape
+                               and sw.shape.is_fully_defined()):
+        return None  # (broadcast weights, and what the general path rejects or converts, go there)
     if ignore_index is not None and not _fits(ignore_index, labels.dtype):
         ignore_index = None  # (no label of this dtype can equal it: nothing is ignored)
     try:
-        if ignore_index is None and w is None:
+        if ignore_index is None and w is None and sw is None:
             return _sparse_ops(logits, labels, reduction)
-        return _weighted_ops(logits, labels, reduction, ignore_index, w)
+        return _weighted_ops(logits, labels, reduction, ignore_index, w, sw)
     except (tf.errors.InvalidArgumentError, ValueError):  # bad labels or shapes
         return None
 
 
 def _may_hold_zero(weights: Array) -> bool:
-    """Whether class ``weights`` may hold a 0: read on the host where that is
+    """Whether ``weights`` may hold a 0: read on the host where that is
     free (on the CPU; the usual answer, no, spares the guard's ops), else
     assumed (no device sync)."""
     if weights.device.endswith("CPU:0"):
@@ -218,15 +212,16 @@ def _fits(value: int, dtype: Any) -> bool:
 
 
 def _weighted_ops(logits: Array, labels: Array, reduction: str, ignore_index: int | None,
-                  class_weights: Array | None) -> Array:
-    """:func:`_sparse_ops` with ``ignore_index`` and class weights, xent's
-    weighted mean (docs/semantics.md): each kept row's loss times its label's
-    weight, the mean over the kept rows' total weight, 0 where that is 0, an
-    infinite loss under a zero class weight 0 (``Backend.weigh``).
+                  class_weights: Array | None, weights: Array | None = None) -> Array:
+    """:func:`_sparse_ops` with ``ignore_index``, class weights and sample
+    ``weights`` (the labels' shape), xent's weighted mean
+    (docs/semantics.md): each kept row's loss times its label's class weight
+    and its sample weight, the mean over the kept rows' total weight, 0 where
+    that is 0, an infinite loss under a zero weight 0 (``Backend.weigh``).
     Ignored rows' labels are replaced by 0 before the op, and their losses
     and gradients by 0 after it, so whatever they hold gives neither a NaN nor
     a bad-label error. Raw ops, as in _sparse_ops; the weighting is recorded
-    op by op (a class weight that a tape watches gets its gradient)."""
+    op by op (weights that a tape watches get their gradient)."""
     dtype = logits.dtype
     work = tf.float32 if dtype in _HALF else dtype
     keep = None
@@ -237,8 +232,11 @@ def _weighted_ops(logits: Array, labels: Array, reduction: str, ignore_index: in
     if class_weights is not None:
         w = class_weights if class_weights.dtype == work else gen_math_ops.cast(class_weights, work)
         weight = gen_array_ops.gather_v2(w, labels, _axis0())
-        if _may_hold_zero(class_weights):
-            zero = gen_math_ops.equal(weight, _zero(work))
+    if weights is not None:
+        w = weights if weights.dtype == work else gen_math_ops.cast(weights, work)
+        weight = w if weight is None else gen_math_ops.mul(weight, w)
+    if weight is not None and _may_hold_zero(weight):
+        zero = gen_math_ops.equal(weight, _zero(work))
     rows = _sparse_ops(logits, labels, "none", wide=True, keep=keep, zero=zero)
     if keep is not None:
         kept = gen_math_ops.cast(keep, work)
@@ -250,48 +248,6 @@ def _weighted_ops(logits: Array, labels: Array, reduction: str, ignore_index: in
         if reduction == "mean":
             loss = gen_math_ops.div_no_nan(loss, gen_math_ops._sum(weight, everything))
     return gen_math_ops.cast(loss, dtype) if dtype in _HALF else loss
-
-def fused_dense(be: Backend, logits: Array, labels: Array, *, axis: Any, reduction: Any) -> Array | None:
-    # Eagerly under a gradient tape, on large float32/64 logits: tf.nn's
-    # fused op and tf.reduce_mean/sum, exactly the native anchor (its kernel
-    # computes the gradient with the loss; a tape over the compiled call runs
-    # a separate backward, and its forward writes out copies of the inputs
-    # for it, so the compiled call is slower here). Only where its semantics
-    # are xent's: every row of labels sums to 1 (its logits gradient is
-    # softmax - y, xent's Σy·softmax - y; within _DENSE_SUM_EPS eps, under
-    # the rounding of xent's own formula), and no row's loss is NaN (a zero
-    # label under a -inf logit, where xent's loss is finite, or NaN input);
-    # else the call goes on to the compiled call or the general path. Both
-    # checks read the device's values, so only where that is free (the CPU):
-    # on an accelerator each would be a host sync.
-    if (
-        type(axis) is not int
-        or not (isinstance(logits, tf.Tensor) and isinstance(labels, tf.Tensor))
-        or logits.dtype not in (tf.float32, tf.float64)
-        or labels.dtype != logits.dtype
-        or reduction not in ("none", "sum", "mean")
-        or not tf.executing_eagerly()
-    ):
-        return None
-    rank = logits.shape.rank
-    if (
-        not rank
-        or axis not in (-1, rank - 1)
-        or labels.shape != logits.shape
-        or logits.shape.num_elements() < DENSE_FUSED_MIN
-        or not _taping()
-        or not be.can_inspect(logits)
-    ):
-        return None
-    tol = _DENSE_SUM_EPS * float(np.finfo(logits.dtype.as_numpy_dtype).eps)
-    if not bool(tf.reduce_all(tf.abs(tf.reduce_sum(labels, -1) - 1) <= tol)):
-        return None
-    loss = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    if bool(tf.reduce_any(tf.math.is_nan(loss))):
-        return None
-    if reduction == "none":
-        return loss
-    return tf.reduce_sum(loss) if reduction == "sum" else tf.reduce_mean(loss)
 
 def fused_sigmoid(be: Backend, logits: Array, labels: Array, *, reduction: Any) -> Array | None:
     # Traced (under tf.function, and so in every compiled eager call), a sum

@@ -181,79 +181,73 @@ def test_tensorflow_fused_envelope_and_errors():
 
 
 def test_tensorflow_large_sparse_leaves_the_fused_op_for_the_compiled_call(tf_functions, monkeypatch):
+    # From COMPILE_MIN logits on the sparse loss is the compiled call, also
+    # under a gradient tape (XLA's fused gradient is faster than the op's):
+    # values, gradients and a Hessian-vector product through it.
     tf = tf_or_skip()
     monkeypatch.setattr(tf_fused(), "COMPILE_MIN", Z.size)
     be = xent.get_backend("tensorflow")
     z, y = tf.constant(Z), tf.constant(Y)
     assert be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=None)) is None
     assert be.fused_sparse(z[:-1], y[:-1], **dict(axis=-1, reduction="mean", ignore_index=None)) is not None
-    with tf.GradientTape() as tape:  # under a tape the fused op (its kernel's own gradient)
-        tape.watch(z)
-        fused = be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=None))
-    assert fused is not None
-    assert_close(tape.gradient(fused, z), ref.sparse_grad(Z, Y, reduction="mean"), num_classes=7)
+    v = np.random.default_rng(8).normal(size=Z.shape)
     for _ in range(2):
-        out = xent.sparse_softmax_cross_entropy(z, y, reduction="mean")
+        with tf.GradientTape() as outer:
+            outer.watch(z)
+            with tf.GradientTape() as tape:
+                tape.watch(z)
+                assert be.fused_sparse(z, y, **dict(axis=-1, reduction="mean", ignore_index=None)) is None
+                out = xent.sparse_softmax_cross_entropy(z, y, reduction="mean")
+            dz = tape.gradient(out, z)
+            along = tf.reduce_sum(tf.cast(dz, tf.float64) * v)
+        hv = outer.gradient(along, z)
     assert compiled_in(tf_functions, xent.sparse_softmax_cross_entropy)
     assert_close(out, ref.sparse(Z, Y, reduction="mean"), num_classes=7, reduced=24)
+    assert_close(dz, ref.sparse_grad(Z, Y, reduction="mean"), num_classes=7)
+    p = np.exp(ref.log_softmax(Z.astype(np.float64)))
+    assert_close(hv, (p * v - p * (p * v).sum(-1, keepdims=True)) / len(Z), num_classes=7)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_tensorflow_large_dense_under_a_tape_is_the_fused_op(tf_functions, monkeypatch, dtype, reduction):
-    # Eagerly under a gradient tape, large float32/64 dense losses are tf.nn's
-    # fused op (tensorflow/fused.py). Its logits gradient is
-    # softmax - y: taken only where every row of labels sums to 1, and no
-    # row's loss is NaN. Values, both gradients and a Hessian-vector product
-    # against float64 formulas; the cases it must decline.
+def test_tensorflow_dense_under_a_tape_is_the_compiled_call(tf_functions, dtype, reduction):
+    # Eagerly under a gradient tape the dense loss is the compiled call (TF
+    # has no fused dense hook: tf.nn's op is slower under a tape, and its
+    # gradient, softmax - y, is xent's only where labels sum to 1). Values,
+    # both gradients and a Hessian-vector product against float64 formulas,
+    # for labels that sum to 1, labels that do not, and a zero label under a
+    # -inf logit (tf.nn's loss is NaN there, xent's finite).
     tf = tf_or_skip()
-    monkeypatch.setattr(tf_fused(), "DENSE_FUSED_MIN", Z.size)  # (it starts at 2^23 logits)
     be = xent.get_backend("tensorflow")
     soft = np.abs(Z.astype(np.float64)) / np.abs(Z.astype(np.float64)).sum(-1, keepdims=True)
-    z, y = tf.constant(Z.astype(dtype)), tf.constant(soft.astype(dtype))
-    zr, yr = z.numpy().astype(np.float64), y.numpy().astype(np.float64)
-    reduced = 1 if reduction == "none" else Z.size
-    assert be.fused_dense(z, y, **dict(axis=-1, reduction=reduction)) is None  # no tape: the compiled call is faster
-    v = np.random.default_rng(8).normal(size=Z.shape)
-    with tf.GradientTape() as outer:
-        outer.watch(z)
-        with tf.GradientTape() as tape:
-            tape.watch([z, y])
-            assert be.fused_dense(z[:-1], y[:-1], **dict(axis=-1, reduction=reduction)) is None  # (below the size)
-            fused = be.fused_dense(z, y, **dict(axis=-1, reduction=reduction))
-            assert fused is not None and fused.dtype == z.dtype
-            out = xent.softmax_cross_entropy(z, y, reduction=reduction)
-        dz, dy = tape.gradient(out, [z, y])
-        along = tf.reduce_sum(dz * v)
-    hv = outer.gradient(along, z)
-    assert_close(out, ref.dense(zr, yr, reduction=reduction), num_classes=7, reduced=reduced)
-    scale = 1 / len(Z) if reduction == "mean" else 1
-    gz, gy = ref.dense_grads(zr, yr)
-    assert_close(dz, gz * scale, num_classes=7)
-    assert_close(dy, gy * scale, num_classes=7)
-    p = np.exp(ref.log_softmax(zr))
-    assert_close(hv, scale * (p * v - p * (p * v).sum(-1, keepdims=True)), num_classes=7)
-
-    # declined: labels that do not sum to 1 (xent's gradient is Σy·softmax - y),
-    # a zero label under a -inf logit (tf.nn's loss is NaN there, xent's finite),
-    # classes on another axis, half types
-    masked_z, masked_y = zr.copy(), yr.copy()
+    masked_z, masked_y = Z.astype(np.float64), soft.copy()
     masked_z[0, 1], masked_y[0, 1] = -np.inf, 0.0
     masked_y[0] /= masked_y[0].sum()
-    finite_z = np.where(np.isinf(masked_z), -1e30, masked_z)
-    for logits, labels, want_z in ((zr, 1.5 * yr, zr), (masked_z, masked_y, finite_z)):
-        a, b = tf.constant(logits.astype(dtype)), tf.constant(labels.astype(dtype))
-        with tf.GradientTape() as tape:
-            tape.watch([a, b])
-            assert be.fused_dense(a, b, **dict(axis=-1, reduction=reduction)) is None
-            out = xent.softmax_cross_entropy(a, b, reduction=reduction)
-        labels = b.numpy().astype(np.float64)
-        assert_close(out, ref.dense(want_z, labels, reduction=reduction), num_classes=7, reduced=reduced)
-        assert_close(tape.gradient(out, a), ref.dense_grads(want_z, labels)[0] * scale, num_classes=7)
-    with tf.GradientTape() as tape:
-        tape.watch(z)
-        assert be.fused_dense(tf.transpose(z), tf.transpose(y), **dict(axis=0, reduction=reduction)) is None
-        assert be.fused_dense(tf.cast(z, tf.bfloat16), tf.cast(y, tf.bfloat16), **dict(axis=-1, reduction=reduction)) is None
+    reduced = 1 if reduction == "none" else Z.size
+    scale = 1 / len(Z) if reduction == "mean" else 1
+    v = np.random.default_rng(8).normal(size=Z.shape)
+    for logits, labels in ((Z, soft), (Z, 1.5 * soft), (masked_z, masked_y)):
+        z, y = tf.constant(logits.astype(dtype)), tf.constant(labels.astype(dtype))
+        with tf.GradientTape() as outer:
+            outer.watch(z)
+            with tf.GradientTape() as tape:
+                tape.watch([z, y])
+                assert be.fused_dense(z, y, **dict(axis=-1, reduction=reduction)) is None
+                out = xent.softmax_cross_entropy(z, y, reduction=reduction)
+            dz, dy = tape.gradient(out, [z, y])
+            along = tf.reduce_sum(dz * v)
+        hv = outer.gradient(along, z)
+        zr = np.where(np.isinf(logits), -1e30, z.numpy().astype(np.float64))
+        yr = y.numpy().astype(np.float64)
+        assert_close(out, ref.dense(zr, yr, reduction=reduction), num_classes=7, reduced=reduced)
+        gz, gy = ref.dense_grads(zr, yr)
+        assert_close(dz, gz * scale, num_classes=7)
+        finite = ~np.isinf(logits)  # (a label's gradient under a -inf logit is docs/semantics.md's, not this formula's)
+        assert_close(tf.boolean_mask(dy, finite), gy[finite] * scale, num_classes=7)
+        p = np.exp(ref.log_softmax(zr))
+        assert_close(hv, scale * yr.sum(-1, keepdims=True) * (p * v - p * (p * v).sum(-1, keepdims=True)),
+                     num_classes=7)
+    assert compiled_in(tf_functions, xent.softmax_cross_entropy)
 
 
 @pytest.mark.parametrize("jit", [False, True])
@@ -318,3 +312,80 @@ def test_tensorflow_fused_zero_class_weight_under_an_infinite_loss_counts_zero(r
     assert out is not None
     assert_close(out, want, num_classes=Z.shape[1], reduced=1 if reduction == "none" else len(Y))
     assert np.isfinite(tape.gradient(total, t).numpy()).all()
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("options", ["weights", "weights+ignore_index", "weights+class_weights", "all"])
+def test_tensorflow_fused_takes_sample_weights(options, dtype, reduction):
+    # Sample weights on the fused rung (_weighted_ops): each kept row's loss
+    # times its class and sample weight, the mean over the kept rows' total
+    # weight. The hook answers; values and the gradients of the logits and of
+    # the weights equal the float64 formula (∂ mean / ∂ w_i = (a_i - mean·b_i)
+    # / Σ w·b, a_i the row's class-weighted loss, b_i its class weight and mask).
+    tf = tf_or_skip()
+    be = xent.get_backend("tensorflow")
+    rng = np.random.default_rng(5)
+    ignore = -100 if options in ("weights+ignore_index", "all") else None
+    cw = rng.uniform(0.5, 2.0, size=7) if options in ("weights+class_weights", "all") else None
+    y = Y.copy()
+    zs = Z.astype(np.float64).copy()
+    if ignore is not None:
+        y[::4] = ignore
+        zs[4, 1] = np.nan  # an ignored row's NaN logit must not show
+    compute = tf.float64 if dtype == "float64" else tf.float32
+    z = tf.cast(tf.constant(zs), dtype)
+    w = tf.constant(rng.uniform(0.0, 2.0, size=len(y)), compute)
+    cot = np.arange(1.0, 25) if reduction == "none" else 1.0
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([z, w])
+        out = be.fused_sparse(z, tf.constant(y), axis=-1, reduction=reduction, ignore_index=ignore,
+                              class_weights=None if cw is None else tf.constant(cw, dtype), weights=w)
+        total = tf.reduce_sum(tf.cast(out, tf.float64) * cot)
+    assert out is not None and out.dtype == z.dtype
+    zr = np.where(np.isnan(zs), 0.0, tf.cast(z, tf.float64).numpy())
+    wr = tf.cast(w, tf.float64).numpy()
+    cwr = None if cw is None else tf.cast(tf.constant(cw, dtype), tf.float64).numpy()
+    kw = {"ignore_index": ignore, "cw": cwr}
+    assert_close(out, ref.sparse(zr, y, w=wr, reduction=reduction, **kw), num_classes=7,
+                 reduced=1 if reduction == "none" else 24)
+    summed = "sum" if reduction == "none" else reduction
+    assert_close(tape.gradient(total, z), ref.sparse_grad(zr, y, w=wr * cot, reduction=summed, **kw), num_classes=7)
+    rows = ref.sparse(zr, y, **kw) * cot
+    keep = np.ones(len(y), bool) if ignore is None else y != ignore
+    b = np.where(keep, 1.0 if cwr is None else cwr[np.where(keep, y, 0)], 0.0)
+    want = rows if summed == "sum" else (rows - (wr * rows).sum() / (wr * b).sum() * b) / (wr * b).sum()
+    assert_close(tape.gradient(total, w), want, num_classes=7, reduced=24 if summed == "mean" else 1)
+
+
+def test_tensorflow_fused_sample_weights_edges():
+    # A zero total weight gives a mean of 0; a zero sample weight under an
+    # infinite loss counts 0 with a finite gradient (Backend.weigh), as the
+    # general path gives; rank-3 logits take their weights row by row; weights
+    # that are not a float tensor of the labels' shape go to the general path.
+    tf = tf_or_skip()
+    be = xent.get_backend("tensorflow")
+    z, y = tf.constant(Z), tf.constant(Y)
+    w = np.linspace(0.5, 2.0, len(Y))
+    hook = lambda weights, logits=z, labels=y, reduction="mean": be.fused_sparse(  # noqa: E731
+        logits, labels, axis=-1, reduction=reduction, ignore_index=None, weights=weights)
+    assert float(hook(tf.zeros([24], tf.float32))) == 0.0
+    zi = Z.astype(np.float64).copy()
+    zi[0, Y[0]] = -np.inf
+    wz = w.copy()
+    wz[0] = 0.0
+    rows = wz * ref.sparse(np.where(np.isinf(zi), 0.0, zi), Y)
+    rows[0] = 0.0
+    for reduction, want in (("none", rows), ("sum", rows.sum()), ("mean", rows.sum() / wz.sum())):
+        t = tf.constant(zi, tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            out = hook(tf.constant(wz, tf.float32), logits=t, reduction=reduction)
+            total = tf.reduce_sum(out)
+        assert out is not None
+        assert_close(out, want, num_classes=7, reduced=1 if reduction == "none" else 24)
+        assert np.isfinite(tape.gradient(total, t).numpy()).all()
+    z3, y3, w3 = tf.reshape(z, [4, 6, 7]), tf.reshape(y, [4, 6]), tf.constant(w.reshape(4, 6), tf.float32)
+    assert_close(hook(w3, logits=z3, labels=y3), ref.sparse(Z, Y, w=w, reduction="mean"), num_classes=7, reduced=24)
+    for other in (w, tf.constant(w[:-1], tf.float32), tf.constant(w[None], tf.float32), tf.ones([24], tf.int32)):
+        assert hook(other) is None
