@@ -61,7 +61,7 @@ def _sparse_ops(logits: Array, labels: Array, reduction: str, wide: bool = False
     ``wide``: half types' result left in float32 (the caller rounds it).
     ``keep`` (with ``"none"``): rows outside it give 0 and no gradient,
     whatever their logits hold. ``zero`` (with ``"none"``): rows whose
-    class weight is 0, whose infinite loss gives 0 (``Backend.weigh``: the
+    weight is 0, whose infinite loss gives 0 (``Backend.weigh``: the
     caller's product with the weight is then 0, not ``0·inf``; their
     gradient is 0 through that product)."""
     if not isinstance(logits, tf.Tensor):  # a variable: its read, recorded as the tape watches it
@@ -177,32 +177,31 @@ def fused_sparse(
         return None
     if reduction not in ("none", "sum", "mean") or (reduction == "mean" and not labels.shape.num_elements()):
         return None
-    w = class_weights
-    if w is not None and not (
-        isinstance(w, tf.Tensor) and w.dtype in _FUSED_DTYPES and w.shape.rank == 1 and w.shape[0] == logits.shape[-1]
+    w, sw = class_weights, weights
+    if (w is not None and not _float_tensor(w, logits.shape[-1:])) or (
+        sw is not None and not _float_tensor(sw, labels.shape)
     ):
-        return None
-    sw = weights
-    if sw is not None and not (isinstance(sw, tf.Tensor) and sw.dtype in _FUSED_DTYPES and sw.shape == labels.shape
-                               and sw.shape.is_fully_defined()):
         return None  # (broadcast weights, and what the general path rejects or converts, go there)
     if ignore_index is not None and not _fits(ignore_index, labels.dtype):
         ignore_index = None  # (no label of this dtype can equal it: nothing is ignored)
     try:
         if ignore_index is None and w is None and sw is None:
             return _sparse_ops(logits, labels, reduction)
-        return _weighted_ops(logits, labels, reduction, ignore_index, w, sw)
+        return _weighted_ops(be, logits, labels, reduction, ignore_index, w, sw)
     except (tf.errors.InvalidArgumentError, ValueError):  # bad labels or shapes
         return None
 
 
-def _may_hold_zero(weights: Array) -> bool:
+def _float_tensor(x: Any, shape: Any) -> bool:
+    """Whether ``x`` is a tensor of a fused dtype and exactly ``shape``."""
+    return isinstance(x, tf.Tensor) and x.dtype in _FUSED_DTYPES and x.shape == shape
+
+
+def _may_hold_zero(be: Backend, weights: Array) -> bool:
     """Whether ``weights`` may hold a 0: read on the host where that is
-    free (on the CPU; the usual answer, no, spares the guard's ops), else
-    assumed (no device sync)."""
-    if weights.device.endswith("CPU:0"):
-        return bool((weights.numpy() == 0).any())
-    return True
+    free (``Backend.can_inspect``; the usual answer, no, spares the guard's
+    ops), else assumed (no device sync)."""
+    return not be.can_inspect(weights) or bool((weights.numpy() == 0).any())
 
 
 def _fits(value: int, dtype: Any) -> bool:
@@ -211,7 +210,7 @@ def _fits(value: int, dtype: Any) -> bool:
     return int(info.min) <= value <= int(info.max)
 
 
-def _weighted_ops(logits: Array, labels: Array, reduction: str, ignore_index: int | None,
+def _weighted_ops(be: Backend, logits: Array, labels: Array, reduction: str, ignore_index: int | None,
                   class_weights: Array | None, weights: Array | None = None) -> Array:
     """:func:`_sparse_ops` with ``ignore_index``, class weights and sample
     ``weights`` (the labels' shape), xent's weighted mean
@@ -235,7 +234,7 @@ def _weighted_ops(logits: Array, labels: Array, reduction: str, ignore_index: in
     if weights is not None:
         w = weights if weights.dtype == work else gen_math_ops.cast(weights, work)
         weight = w if weight is None else gen_math_ops.mul(weight, w)
-    if weight is not None and _may_hold_zero(weight):
+    if weight is not None and _may_hold_zero(be, weight):
         zero = gen_math_ops.equal(weight, _zero(work))
     rows = _sparse_ops(logits, labels, "none", wide=True, keep=keep, zero=zero)
     if keep is not None:

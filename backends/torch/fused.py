@@ -256,8 +256,7 @@ def _options_sparse(logits: Array, labels: Array, axis: Any, reduction: Any, ign
         return None
     w = class_weights
     if w is not None:
-        if (type(w) is not _Tensor or w.requires_grad or not w.is_cpu or w.shape != logits.shape[1:2]
-                or not w.is_floating_point()):
+        if not _host_floats(w, logits.shape[1:2]) or w.requires_grad:
             return None
         if label_smoothing and bool((w == 0).any()):
             return None
@@ -268,6 +267,11 @@ def _options_sparse(logits: Array, labels: Array, axis: Any, reduction: Any, ign
     if weights is not None:
         return _sample_weighted(logits, labels, enum, ignore_index, w, float(label_smoothing), weights)
     return _one_call(logits, labels, enum, ignore_index, w, float(label_smoothing))
+
+
+def _host_floats(x: Any, shape: Any) -> bool:
+    """Whether ``x`` is a plain CPU tensor of a floating dtype and exactly ``shape``."""
+    return type(x) is _Tensor and x.is_cpu and x.shape == shape and x.is_floating_point()
 
 
 def _sample_weighted(logits: Array, labels: Array, enum: int, ignore_index: int | None, cw: Array | None,
@@ -282,8 +286,7 @@ def _sample_weighted(logits: Array, labels: Array, enum: int, ignore_index: int 
     zero total weight (xent: 0), a zero weight under an infinite loss (xent
     weighs it 0, a product gives NaN), or an infinite loss, all the general
     path's."""
-    if (type(weights) is not _Tensor or not weights.is_cpu or weights.shape != labels.shape
-            or not weights.is_floating_point()):
+    if not _host_floats(weights, labels.shape):
         return None
     rows = _one_call(logits, labels, 0, ignore_index, cw, smoothing, wide=True)
     if rows is None:
