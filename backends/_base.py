@@ -487,6 +487,19 @@ class Backend:
             parts.append(objective(self, zs, tuple(r[start:stop] for r in rows)))
         return tuple(xp.concat([part[i] for part in parts]) for i in range(len(parts[0])))
 
+    def rows_in_chunks(self, body: Any, axis: int | None, rows: tuple[Array | None, ...],
+                       broadcast: tuple[Array | None, ...] = ()) -> Array:
+        """``body(*rows, *broadcast)``: a loss's per-entry terms (in the compute
+        dtype) from its arrays as given, half types not upcast (``body`` casts
+        them). ``rows`` share the predictions' first axis (``rows[0]``, with the
+        class axis ``axis``, or None for an elementwise loss); ``broadcast``
+        arrays broadcast against ``rows[0]``. A backend may evaluate ``body``
+        on chunks of that first axis instead, each upcast on its own, where the
+        whole would cost logits-sized float32 copies (torch off the CPU), so
+        ``body`` must treat every entry on its own along that axis and take
+        every array it differentiates as an argument, none from its closure."""
+        return body(*rows, *broadcast)
+
     def sparse_rows(self, z: Array, labels: Array, axis: int, cw: Array | None, plan: Any) -> Array | None:
         """The sparse loss's per-row terms for logits ``z`` as given (half
         types not upcast), in-range ``labels``, class weights ``cw`` ``[C]`` or

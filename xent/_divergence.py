@@ -62,7 +62,7 @@ def _target_logits(p: fe.Predictions, x: Any) -> Array:
             f"target_logits must be floating point (float16, bfloat16, float32 or float64); "
             f"received target_logits.dtype={dtype}. Cast it first, e.g. to float32."
         )
-    return fe.float_labels(p, x, "target_logits")
+    return fe.float_labels(p, x, "target_logits", cast=False)
 
 
 def _log_probs(be: Backend, z: Array, axis: int, temperature: float) -> Array:
@@ -184,14 +184,10 @@ def kl_divergence(
     >>> float(xent.kl_divergence(student, teacher, temperature=2.0, reduction="mean").round(6))
     0.215813
     """
-    p, axis, _, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
+    p, axis, _, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights, cast=False)
     t = _check_temperature(temperature)
     rev = _check_flag("reverse", reverse)
-    be = p.backend
-    y = _target_logits(p, target_logits)
-    with be.errstate():
-        loss = divergence_rows(be, p.value, y, axis, t, reverse=rev)
-        return fe.reduce(p, loss, reduction, weights=w, normalizer=normalizer)
+    return _divergence_loss(p, axis, w, _target_logits(p, target_logits), t, rev, None, reduction, normalizer)
 
 
 @fe.plain_python
@@ -257,11 +253,22 @@ def js_divergence(
     >>> xent.js_divergence(student, teacher, beta=0.0).round(6)  # KL(q ‖ p)
     array([0.367832, 0.208572])
     """
-    p, axis, _, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
+    p, axis, _, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights, cast=False)
     b = _check_beta(beta)
     t = _check_temperature(temperature)
+    return _divergence_loss(p, axis, w, _target_logits(p, target_logits), t, False, b, reduction, normalizer)
+
+
+def _divergence_loss(p: fe.Predictions, axis: int, w: Array | None, target: Array, temperature: float, reverse: bool,
+                beta: float | None, reduction: str, normalizer: Any) -> Array:
+    """:func:`kl_divergence` (``beta`` None) or :func:`js_divergence` of the
+    validated logits and target logits, both as given (half types not upcast)."""
     be = p.backend
-    y = _target_logits(p, target_logits)
+
+    def rows(z: Array, target: Array) -> Array:
+        z, target = be.cast(z, p.compute_dtype), be.cast(target, p.compute_dtype)
+        return divergence_rows(be, z, target, axis, temperature, reverse=reverse, beta=beta)
+
     with be.errstate():
-        loss = divergence_rows(be, p.value, y, axis, t, beta=b)
+        loss = be.rows_in_chunks(rows, axis, (p.value, target))
         return fe.reduce(p, loss, reduction, weights=w, normalizer=normalizer)

@@ -145,8 +145,9 @@ def upcast_from(p: Predictions, labels: Any) -> str | None:
     return narrow
 
 
-def float_labels(p: Predictions, labels: Any, name: str = "labels") -> Array:
-    """Real-valued labels of exactly the predictions' shape, in the compute dtype."""
+def float_labels(p: Predictions, labels: Any, name: str = "labels", *, cast: bool = True) -> Array:
+    """Real-valued labels of exactly the predictions' shape, in the compute
+    dtype (``cast=False``: in their own dtype, for the caller to cast)."""
     host = _is_host_data(labels)
     be = p.backend
     y = be.with_rank(_same_framework(p, labels, name), p.shape)
@@ -162,7 +163,7 @@ def float_labels(p: Predictions, labels: Any, name: str = "labels") -> Array:
     )
     if host and dtype == "bool":
         y = np.asarray(y, dtype=np.float32) if be.name == "numpy" else be.cast(y, "float32")
-    return be.cast(y, p.compute_dtype)
+    return be.cast(y, p.compute_dtype) if cast else y
 
 
 def normalize_axis(p: Predictions, axis: Any) -> int:
@@ -207,6 +208,23 @@ def check_fraction(name: str, value: Any, upper: float) -> float:
     if not 0.0 <= number < upper:
         raise ValueError(f"{name} must be a number in [0, {upper:g}); received {name}={value!r}")
     return number
+
+
+def clip_keeps_positive(epsilon: float, compute: str) -> bool:
+    """Whether probabilities clipped to ``[ε, 1-ε]`` in the dtype ``compute``
+    keep ``p`` and ``1 - p`` positive, so ``log`` of either is finite: then a
+    label times that log needs no guard against ``0·(-inf)``
+    (:meth:`Backend.weigh`), which would change nothing. Not for ``ε = 0``,
+    nor for an ``ε`` the dtype rounds to 0 or ``1 - ε`` to 1. (Plain Python
+    comparisons: torch.compile traces NumPy scalars as tensors.)"""
+    low, high = _CLIP_LIMITS[compute]
+    return epsilon > low and 1.0 - epsilon < high
+
+
+#: per compute dtype: the largest ε that rounds to 0 there, and the smallest
+#: ``1 - ε`` that rounds to 1 (float32: half its smallest subnormal, and the
+#: midpoint between 1 and the float below it).
+_CLIP_LIMITS = {"float32": (2.0**-150, 1.0 - 2.0**-25), "float64": (0.0, 1.0)}
 
 
 def check_z_loss(value: Any) -> float:
@@ -322,9 +340,11 @@ def class_axis_inputs(
     return p, axis, num, w
 
 
-def elementwise_inputs(x: Any, name: str, reduction: Any, weights: Any) -> tuple[Predictions, Array | None]:
-    """The common start of the elementwise (binary) losses."""
-    p = predictions(x, name)
+def elementwise_inputs(
+    x: Any, name: str, reduction: Any, weights: Any, *, cast: bool = True
+) -> tuple[Predictions, Array | None]:
+    """The common start of the elementwise (binary) losses (``cast``: see :func:`predictions`)."""
+    p = predictions(x, name, cast=cast)
     check_reduction(reduction)
     w = None if weights is None else broadcast_operand(p, weights, "weights", p.shape, f"{name}.shape")
     return p, w

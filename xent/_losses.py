@@ -76,23 +76,27 @@ def softmax_cross_entropy(
     >>> xent.softmax_cross_entropy(logits, labels).round(5)
     array([1.41437, 1.66425], dtype=float32)
     """
-    p, axis, num, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights)
+    p, axis, num, w = fe.class_axis_inputs(logits, "logits", axis, reduction, weights, cast=False)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     gamma = fe.check_focal_gamma(focal_gamma)
     eps = fe.check_poly_epsilon(poly_epsilon)
     be = p.backend
-    y = fe.float_labels(p, labels)
-    with be.errstate():
+    y = fe.float_labels(p, labels, cast=False)
+    # Not tf.nn/torch's fused kernels as they are: both give NaN for a -inf
+    # logit under a zero label, where the loss is finite.
+    narrow = None if alpha else fe.upcast_from(p, labels)
+
+    def rows(z: Array, y: Array) -> Array:
+        z, y = be.cast(z, p.compute_dtype), be.cast(y, p.compute_dtype)
         if alpha:
             y = y * (1.0 - alpha) + alpha / num
         if gamma or eps:
             # Each class's cross-entropy -log p_c modulated, then weighted by its label.
-            terms = fe.modulated(be, -be.log_softmax(p.value, axis), gamma, eps)
-            return fe.reduce(p, be.sum(be.weigh(y, terms), axis), reduction, weights=w, normalizer=normalizer)
-        # Not tf.nn/torch's fused kernels as they are: both give NaN for a -inf
-        # logit under a zero label, where the loss is finite.
-        narrow = None if alpha else fe.upcast_from(p, labels)
-        loss = be.soft_nll(p.value, y, axis, narrow)
+            return be.sum(be.weigh(y, fe.modulated(be, -be.log_softmax(z, axis), gamma, eps)), axis)
+        return be.soft_nll(z, y, axis, narrow)
+
+    with be.errstate():
+        loss = be.rows_in_chunks(rows, axis, (p.value, y))
         return fe.reduce(p, loss, reduction, weights=w, normalizer=normalizer)
 
 
@@ -175,52 +179,56 @@ def sparse_softmax_cross_entropy(
     be = p.backend
     y = fe.sparse_labels(p, labels, axis, num, ignore_index)
     cw = None if class_weights is None else fe.class_weight_vector(p, class_weights, num)
+    narrow = fe.narrow_of(p)
+
+    def rows(z: Array, labels: Array, class_w: Array | None, cw: Array | None) -> Array:
+        z = fe.softcap(be, be.cast(z, p.compute_dtype), cap)
+        if gamma or eps:
+            return _sparse_modulated(p, z, labels, axis, num, cw, class_w, alpha, zl, gamma, eps)
+        return _sparse_terms(p, z, labels, axis, num, cw, class_w, alpha, zl, cap, narrow)
+
     with be.errstate():
         class_w = None if cw is None else be.take(cw, y.safe)
-        if gamma or eps:
-            loss = _sparse_modulated(p, y.safe, axis, num, cw, class_w, alpha, zl, cap, gamma, eps)
-            return fe.reduce(
-                p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad, normalizer=normalizer
-            )
         # Large half logits on an accelerator: chunk by chunk (torch), without
-        # the float32 copy that the forms below start from.
-        loss = be.sparse_rows(p.value, y.safe, axis, cw, Plan(num, 0, alpha, zl, cap, p.compute_dtype))
-        if loss is not None:
-            return fe.reduce(
-                p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad, normalizer=normalizer
-            )
-        z = fe.softcap(be, be.cast(p.value, p.compute_dtype), cap)
-        if alpha and cw is None and not zl:
-            loss = be.smoothed_nll(z, y.safe, axis, alpha)
-        elif alpha or zl:
-            # The row statistics, combined: the row max, Σ exp, the label's
-            # logit and (smoothing) Σ_c w_c·z_c, in one pass over the logits.
-            spread = (True if cw is None else fe.along_axis(p, cw, axis)) if alpha else None
-            stats = row_stats(be, z, axis, labels=y.safe, spread=spread)
-            wsum = None if cw is None else be.sum(cw)
-            loss = combine(be, stats, w_y=class_w, wsum=wsum, alpha=alpha, vocab=num, z_loss=zl)
-        else:
-            # The backend's negative log-likelihood (a fused native kernel on
-            # torch and TF): it only ever sees in-range labels; masks and
-            # weights are applied here. (narrow: the half dtype the logits
-            # were upcast from, unless soft-capped)
-            loss = be.nll(z, y.safe, axis, None if cap is not None else fe.narrow_of(p), raw=cap is None)
-            if class_w is not None:
-                loss = be.weigh(class_w, loss)
+        # the float32 copy that the general forms start from.
+        loss = None if gamma or eps else be.sparse_rows(
+            p.value, y.safe, axis, cw, Plan(num, 0, alpha, zl, cap, p.compute_dtype)
+        )
+        if loss is None:
+            loss = be.rows_in_chunks(rows, axis, (p.value, y.safe, class_w), (cw,))
         return fe.reduce(
             p, loss, reduction, weights=w, class_weight=class_w, keep=y.keep, bad=y.bad, normalizer=normalizer
         )
 
 
-def _sparse_modulated(
-    p: fe.Predictions, labels: Array, axis: int, num: int, cw: Array | None, class_w: Array | None,
-    alpha: float, zl: float, cap: float | None, gamma: float, eps: float,
-) -> Array:
+def _sparse_terms(p: fe.Predictions, z: Array, labels: Array, axis: int, num: int, cw: Array | None, class_w: Array | None,
+                  alpha: float, zl: float, cap: float | None, narrow: str | None) -> Array:
+    """The sparse loss of each entry of the (soft-capped) logits ``z``, in the
+    compute dtype, with smoothing, class weights ``cw`` (``class_w``: the
+    labels') and the z-loss; ``narrow``: the half dtype the logits were upcast from."""
+    be = p.backend
+    if alpha and cw is None and not zl:
+        return be.smoothed_nll(z, labels, axis, alpha)
+    if alpha or zl:
+        # The row statistics, combined: the row max, Σ exp, the label's
+        # logit and (smoothing) Σ_c w_c·z_c, in one pass over the logits.
+        spread = (True if cw is None else fe.along_axis(p, cw, axis)) if alpha else None
+        stats = row_stats(be, z, axis, labels=labels, spread=spread)
+        wsum = None if cw is None else be.sum(cw)
+        return combine(be, stats, w_y=class_w, wsum=wsum, alpha=alpha, vocab=num, z_loss=zl)
+    # The backend's negative log-likelihood (a fused native kernel on torch
+    # and TF): it only ever sees in-range labels; masks and weights are
+    # applied by the caller. (narrow: unless soft-capped)
+    loss = be.nll(z, labels, axis, None if cap is not None else narrow, raw=cap is None)
+    return loss if class_w is None else be.weigh(class_w, loss)
+
+
+def _sparse_modulated(p: fe.Predictions, z: Array, labels: Array, axis: int, num: int, cw: Array | None,
+                      class_w: Array | None, alpha: float, zl: float, gamma: float, eps: float) -> Array:
     """The sparse loss with focal or PolyLoss terms: each class's ``-log p_c``
     modulated (:func:`xent._frontend.modulated`), then weighted as the plain
     loss weights it: ``(1-α)·w_y·φ_y + (α/C)·Σ_c w_c·φ_c``, plus the z-loss."""
     be = p.backend
-    z = fe.softcap(be, be.cast(p.value, p.compute_dtype), cap)
     stats = row_stats(be, z, axis, labels=labels)
     if alpha:
         phi = fe.modulated(be, -be.log_softmax(z, axis), gamma, eps)
@@ -302,20 +310,25 @@ def sigmoid_cross_entropy(
     >>> xent.sigmoid_cross_entropy(np.array([12.0, 3.0, -np.inf]), np.array([1.0, 0.0, 0.0]))
     array([6.14419348e-06, 3.04858735e+00, 0.00000000e+00])
     """
-    p, w = fe.elementwise_inputs(logits, "logits", reduction, weights)
+    p, w = fe.elementwise_inputs(logits, "logits", reduction, weights, cast=False)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     gamma = fe.check_focal_gamma(focal_gamma)
     balance = fe.check_focal_alpha(focal_alpha)
     be = p.backend
-    y = fe.float_labels(p, labels)
+    y = fe.float_labels(p, labels, cast=False)
     pw = None if pos_weight is None else fe.broadcast_operand(p, pos_weight, "pos_weight", p.shape, "logits.shape")
-    with be.errstate():
+    # Not the native kernels: all give NaN at z = ±inf, and torch's loses
+    # every digit of a small loss at z << 0 (it subtracts log_sigmoid(z) from z).
+    narrow = None if alpha or gamma or balance is not None else fe.upcast_from(p, labels)
+
+    def rows(z: Array, y: Array, pw: Array | None) -> Array:
+        z, y = be.cast(z, p.compute_dtype), be.cast(y, p.compute_dtype)
         if alpha:
             y = y * (1.0 - alpha) + alpha / 2
-        # Not the native kernels: all give NaN at z = ±inf, and torch's loses
-        # every digit of a small loss at z << 0 (it subtracts log_sigmoid(z) from z).
-        narrow = None if alpha or gamma or balance is not None else fe.upcast_from(p, labels)
-        loss = sigmoid_focal(be, p.value, y, be.binary_nll(p.value, y, pw, narrow), gamma, balance)
+        return sigmoid_focal(be, z, y, be.binary_nll(z, y, pw, narrow), gamma, balance)
+
+    with be.errstate():
+        loss = be.rows_in_chunks(rows, None, (p.value, y), (pw,))
         return fe.reduce(p, loss, reduction, weights=w, normalizer=normalizer)
 
 
@@ -374,24 +387,29 @@ def categorical_cross_entropy(
     >>> xent.categorical_cross_entropy(np.array([[0.05, 0.95, 0.0]]), np.array([[0.0, 1.0, 0.0]])).round(7)
     array([0.0512933])
     """
-    p, axis, num, w = fe.class_axis_inputs(probs, "probs", axis, reduction, weights)
+    p, axis, num, w = fe.class_axis_inputs(probs, "probs", axis, reduction, weights, cast=False)
     eps = fe.check_fraction("epsilon", epsilon, 0.5)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     gamma = fe.check_focal_gamma(focal_gamma)
     be = p.backend
-    y = fe.float_labels(p, labels)
-    with be.errstate():
+    y = fe.float_labels(p, labels, cast=False)
+    # (log q finite: the plain product; else the guarded one)
+    times = _product if fe.clip_keeps_positive(eps, p.compute_dtype) else be.weigh
+
+    def rows(q: Array, y: Array) -> Array:
+        q, y = be.cast(q, p.compute_dtype), be.cast(y, p.compute_dtype)
         if alpha:
             y = y * (1.0 - alpha) + alpha / num
-        q = p.value / be.sum(p.value, axis, keepdims=True)
-        q = be.clip(q, eps, 1.0 - eps)
+        q = be.clip(q / be.sum(q, axis, keepdims=True), eps, 1.0 - eps)
+        log_q = be.log(q)
         if gamma:
             # Keras' categorical focal loss: the factor from the clipped probabilities.
-            log_q = be.log(q)
             factor = fe.focal_factor(be, fe.log_positive(be, 1.0 - q), gamma, be.isinf(log_q))
-            return fe.reduce(p, -be.sum(be.weigh(y, factor * log_q), axis), reduction, weights=w,
-                             normalizer=normalizer)
-        loss = -be.sum(be.xlogy(y, q), axis)
+            return -be.sum(times(y, factor * log_q), axis)
+        return -be.sum(times(y, log_q), axis)
+
+    with be.errstate():
+        loss = be.rows_in_chunks(rows, axis, (p.value, y))
         return fe.reduce(p, loss, reduction, weights=w, normalizer=normalizer)
 
 
@@ -441,16 +459,20 @@ def sparse_categorical_cross_entropy(
     >>> xent.sparse_categorical_cross_entropy(probs, [1, 2], reduction="mean")
     np.float32(1.1769392)
     """
-    p, axis, num, w = fe.class_axis_inputs(probs, "probs", axis, reduction, weights)
+    p, axis, num, w = fe.class_axis_inputs(probs, "probs", axis, reduction, weights, cast=False)
     eps = fe.check_fraction("epsilon", epsilon, 0.5)
     gamma = fe.check_focal_gamma(focal_gamma)
     be = p.backend
     y = fe.sparse_labels(p, labels, axis, num, ignore_index)
-    with be.errstate():
+
+    def rows(q: Array, labels: Array) -> Array:
         # -log(p_y / Σp) is the softmax cross-entropy of log p: Keras' TF backend
         # computes it that way too, so the fused sparse kernel serves here.
-        loss = be.nll(be.log(be.clip(p.value, eps, 1.0 - eps)), y.safe, axis)
-        loss = fe.modulated(be, loss, gamma, 0.0)
+        q = be.clip(be.cast(q, p.compute_dtype), eps, 1.0 - eps)
+        return fe.modulated(be, be.nll(be.log(q), labels, axis), gamma, 0.0)
+
+    with be.errstate():
+        loss = be.rows_in_chunks(rows, axis, (p.value, y.safe))
         return fe.reduce(p, loss, reduction, weights=w, keep=y.keep, bad=y.bad, normalizer=normalizer)
 
 
@@ -497,24 +519,32 @@ def binary_cross_entropy(
     >>> xent.binary_cross_entropy(np.array([0.0, 0.5], dtype=np.float32), np.array([1.0, 1.0]))
     array([16.118095 ,  0.6931472], dtype=float32)
     """
-    p, w = fe.elementwise_inputs(probs, "probs", reduction, weights)
+    p, w = fe.elementwise_inputs(probs, "probs", reduction, weights, cast=False)
     eps = fe.check_fraction("epsilon", epsilon, 0.5)
     alpha = fe.check_fraction("label_smoothing", label_smoothing, 1.0)
     gamma = fe.check_focal_gamma(focal_gamma)
     balance = fe.check_focal_alpha(focal_alpha)
     be = p.backend
-    y = fe.float_labels(p, labels)
-    with be.errstate():
+    y = fe.float_labels(p, labels, cast=False)
+    # (log q and log(1 - q) finite: the plain products; else the guarded ones)
+    times = _product if fe.clip_keeps_positive(eps, p.compute_dtype) else be.weigh
+
+    def rows(given: Array, y: Array) -> Array:
+        given, y = be.cast(given, p.compute_dtype), be.cast(y, p.compute_dtype)
         if alpha:
             y = y * (1.0 - alpha) + alpha / 2
-        q = be.clip(p.value, eps, 1.0 - eps)
-        loss = -(be.xlogy(y, q) + be.xlogy(1.0 - y, 1.0 - q))
+        q = be.clip(given, eps, 1.0 - eps)
+        loss = -(times(y, be.log(q)) + times(1.0 - y, be.log(1.0 - q)))
         if gamma:
             # Keras' binary focal loss: 1 - p_t from the probabilities as given.
-            u = y * (1.0 - p.value) + (1.0 - y) * p.value
+            u = y * (1.0 - given) + (1.0 - y) * given
             loss = fe.focal_factor(be, fe.log_positive(be, u), gamma, be.isinf(loss)) * loss
         if balance is not None:
             loss = be.weigh(y * balance + (1.0 - y) * (1.0 - balance), loss)
+        return loss
+
+    with be.errstate():
+        loss = be.rows_in_chunks(rows, None, (p.value, y))
         return fe.reduce(p, loss, reduction, weights=w, normalizer=normalizer)
 
 
@@ -529,3 +559,8 @@ LOSSES = (
 )
 #: those whose labels are integer class ids
 CLASS_ID_LOSSES = ("sparse_softmax_cross_entropy", "sparse_categorical_cross_entropy")
+
+
+def _product(weight: Array, value: Array) -> Array:
+    """``weight * value``: :meth:`Backend.weigh` where ``value`` is finite."""
+    return weight * value

@@ -176,6 +176,20 @@ class TorchBackend(Backend):
 
         return chunked_sparse_rows(z, labels.long(), cw, self, plan, exact)
 
+    def rows_in_chunks(self, body: Any, axis: int | None, rows: tuple[Array | None, ...],
+                       broadcast: tuple[Array | None, ...] = ()) -> Array:
+        # Large inputs (fused.rows_chunked): chunk by chunk, recomputed for
+        # the backward pass; off the CPU with no float32 copy of half inputs,
+        # on the CPU in cache.
+        z: Any = rows[0]
+        if fused.rows_chunked(z, axis) and all(
+            a is None or a.device == z.device for a in (*rows, *broadcast)
+        ):
+            from .chunked import chunked_rows
+
+            return chunked_rows(body, rows, broadcast)
+        return body(*rows, *broadcast)
+
     # The fused rung (fused.py) and the chunked LM-head kernel (linear.py).
     fused_sparse = fused.fused_sparse
     fused_dense = fused.fused_dense

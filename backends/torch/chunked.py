@@ -1,7 +1,9 @@
 """PyTorch: the chunked kernels of the sparse, dense and sigmoid losses on
 large logits: each a ``torch.autograd.Function`` that works through the rows
 in cache-sized chunks, in place in reused buffers (:mod:`.buffers`), instead
-of one native call with logits-sized temporaries."""
+of one native call with logits-sized temporaries; and :class:`_ChunkedRows`,
+which does the same for every other loss's general formulas, recomputing
+them per chunk for the backward pass."""
 
 from __future__ import annotations
 
@@ -385,3 +387,88 @@ def chunked_sparse_rows(z: Array, y: Array, cw: Array | None, be: Any, plan: Any
     for logits ``z [N, C]``, in-range int64 labels ``y`` and class weights
     ``cw`` or None; ``exact``: see :class:`_ChunkedSparse`."""
     return _ChunkedSparse.apply(z, y, None, cw, be, plan, exact)
+
+
+class _ChunkedRows(torch.autograd.Function):
+    """Any loss's per-entry terms ``body(*args)`` (``Backend.rows_in_chunks``)
+    chunk by chunk of the first axis, with recomputation for the backward
+    pass: the general path's own formulas, each chunk upcast on its own, so
+    that no float32 array of the logits' size is made, forward or backward,
+    for a loss without a kernel of its own (focal, PolyLoss, probability
+    inputs, divergences, gradients into class weights or ``pos_weight``).
+
+    The forward pass evaluates ``body`` per chunk without recording; the
+    backward pass evaluates it again per chunk, recorded, and takes that
+    chunk's gradients with ``torch.autograd.grad``: the sliced arguments'
+    written into their rows, the others' (class weights) summed over the
+    chunks. That is one more forward pass than the general path, for memory
+    of one chunk's float32 intermediates instead of the logits' (the same
+    trade as activation checkpointing). A backward pass that is itself
+    recorded (``create_graph=True``) evaluates ``body`` on the whole arrays.
+
+    ``sliced[i]``: whether ``args[i]`` has a row per row of ``args[0]``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, body: Any, sliced: tuple[bool, ...], *args: Array | None) -> Array:  # type: ignore[override]
+        z = args[0]
+        assert z is not None  # (the caller passes the predictions first)
+        n = z.shape[0]
+        step = max(1, chunk_elements(z) // max(z[0].numel(), 1))
+        out = None
+        for start, stop in _spans(n, step):
+            part = body(*_rows_of(args, sliced, start, stop))
+            if out is None:
+                out = part.new_empty((n, *part.shape[1:]))
+            out[start:stop] = part
+        ctx.save_for_backward(*args)
+        ctx.body, ctx.sliced, ctx.step = body, sliced, step
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, go: Array) -> tuple[Array | None, ...]:  # type: ignore[override]
+        args, sliced, body = ctx.saved_tensors, ctx.sliced, ctx.body
+        want = ctx.needs_input_grad[2:]
+        if torch.is_grad_enabled():  # a recorded backward (second order)
+            wanted = [a for a, w in zip(args, want) if w]
+            found = iter(torch.autograd.grad(body(*args), wanted, go, create_graph=True, allow_unused=True))
+            return (None, None, *(next(found) if w else None for w in want))
+        grads: list[Array | None] = [
+            torch.empty_like(a) if w and s else None for a, w, s in zip(args, want, sliced)
+        ]
+        for start, stop in _spans(args[0].shape[0], ctx.step):
+            part = [None if a is None else a.detach().requires_grad_(w)
+                    for a, w in zip(_rows_of(args, sliced, start, stop), want)]
+            with torch.enable_grad():
+                out = body(*part)
+            wanted = [a for a, w in zip(part, want) if w]
+            found = iter(torch.autograd.grad(out, wanted, go[start:stop], allow_unused=True))
+            for i, (a, w) in enumerate(zip(part, want)):
+                if not w:
+                    continue
+                g = next(found)
+                if g is None:
+                    g = torch.zeros_like(a)
+                if sliced[i]:
+                    grads[i][start:stop].copy_(g)  # type: ignore[index]
+                else:
+                    grads[i] = g if grads[i] is None else grads[i].add_(g)  # type: ignore[union-attr]
+        return (None, None, *grads)
+
+
+def _rows_of(args: tuple[Any, ...], sliced: tuple[bool, ...], start: int, stop: int) -> list[Array | None]:
+    """The arguments of one chunk of rows: the sliced ones' rows, the others whole."""
+    return [a[start:stop] if s else a for a, s in zip(args, sliced)]
+
+
+def chunked_rows(body: Any, rows: tuple[Array | None, ...], broadcast: tuple[Array | None, ...]) -> Array:
+    """``body(*rows, *broadcast)`` chunk by chunk of the first axis of ``rows``
+    (see :class:`_ChunkedRows`): ``rows`` are sliced, and so are the
+    ``broadcast`` arrays of ``rows[0]``'s rank whose first axis is not 1 (the
+    others are the same for every row)."""
+    z = rows[0]
+    assert z is not None
+    sliced = tuple(a is not None for a in rows) + tuple(
+        a is not None and a.ndim == z.ndim and a.shape[0] != 1 for a in broadcast
+    )
+    return _ChunkedRows.apply(body, sliced, *rows, *broadcast)

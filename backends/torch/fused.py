@@ -103,6 +103,25 @@ def _cpu_chunked(logits: Array, axis: Any) -> bool:
     return not (forward_mode() or autocast(logits) or _is_compiling() or _functorch_active())
 
 
+def rows_chunked(logits: Array, axis: int | None) -> bool:
+    """Whether ``Backend.rows_in_chunks`` evaluates a loss's general formulas
+    chunk by chunk (:func:`.chunked.chunked_rows`): off the CPU where
+    :func:`_on_device` says so (half inputs: no float32 copy of them); on the
+    CPU for large inputs of every dtype, ``[N, C]`` with the class axis last
+    (``axis``) or elementwise (``axis`` None), eagerly, outside torch.autocast,
+    autodiff's forward mode and torch.func: the formulas' logits-sized passes
+    then run over chunks that stay in cache, instead of fresh logits-sized
+    arrays whose page faults cost more than the recomputed forward pass
+    (``benchmarks/family.py``)."""
+    if type(logits) is not _Tensor or logits.numel() <= CHUNKED_MIN:
+        return False
+    if not tensors.host_readable(logits):
+        return _on_device(logits, "none", axis)
+    if axis is not None and not (logits.ndim == 2 and type(axis) is int and axis in (1, -1)):
+        return False
+    return not (forward_mode() or autocast(logits) or _is_compiling() or _functorch_active())
+
+
 def _cross_entropy(x: Array, target: Array, enum: int, ignore_index: int = -100, weight: Array | None = None,
                    smoothing: float = 0.0) -> Array:
     """``F.cross_entropy(x, target, weight, ignore_index=..., reduction=...,

@@ -293,3 +293,24 @@ def test_linear_benchmark_device_gpu_without_one_names_the_framework(tmp_path): 
     assert "xent-torch      error: --device gpu: torch sees no CUDA device" in proc.stdout
     assert json.loads(out.read_text())["results"] == [
         {"impl": "xent-torch", "error": "--device gpu: torch sees no CUDA device"}]
+
+
+def test_family_benchmark_runs_every_row(tmp_path):  # type: ignore[no-untyped-def]
+    # benchmarks/family.py at a toy size, both ways: a row per loss with both
+    # times and a ratio, and an unknown loss named in the error.
+    import pathlib
+
+    pytest.importorskip("torch")
+    script = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "family.py"
+    if not script.exists():
+        pytest.skip("no benchmarks/ here")
+    for extra in ([], ["--whole"]):
+        proc = subprocess.run([sys.executable, str(script), "--size", "16x8", "--budget", "0.01", "--dtypes", "float32",
+                               *extra], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "float32" in line]
+        assert len(rows) == 6 and all(len(row.split("|")) == 7 for row in rows), proc.stdout
+        assert ("whole arrays" in proc.stdout) == bool(extra)
+    proc = subprocess.run([sys.executable, str(script), "--losses", "focal"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "unknown --losses ['focal']" in proc.stderr

@@ -10,6 +10,7 @@ import pytest
 import xent
 from tests import reference as ref
 from tests.backends.shared import REDUCTIONS, bf16_ulps, torch_or_skip
+from tests.backends.torch.general import row_calls, row_inputs, row_tensors
 from xent.testing import assert_close
 
 
@@ -371,3 +372,33 @@ def test_torch_chunked_sigmoid_kernel_allocates_on_the_inputs_device(total):
     out = chunked.chunked_binary_nll(z, y, binary.BinaryNLL.value, total)
     out.sum().backward()
     assert out.device.type == z.grad.device.type == y.grad.device.type == "meta"
+
+
+@pytest.mark.parametrize("case", list(row_calls(None)))
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_general_formulas_on_large_cpu_inputs_are_chunked(monkeypatch, case, dtype):
+    # On the CPU, large inputs of every dtype take the general formulas chunk
+    # by chunk, in cache (Backend.rows_in_chunks; 5 chunks, the last one
+    # short): the values and the gradients of every input that takes one are
+    # those of the whole-array formulas (test-sized inputs, below the size
+    # where the chunks start), which the loss tests check against float64.
+    torch = torch_or_skip()
+    n, v = 300, 256
+    inputs = row_inputs(n, v)
+    t = getattr(torch, dtype)
+    whole = row_tensors(torch, inputs, t)
+    want = row_calls(whole.__getitem__)[case]()
+    (want.sum() if want.ndim else want).backward()
+    from xent.backends.torch import fused
+
+    monkeypatch.setattr(fused, "CHUNKED_MIN", 1 << 16)
+    calls = _counted(monkeypatch, "chunked_rows", 64 * 256)
+    parts = row_tensors(torch, inputs, t)
+    out = row_calls(parts.__getitem__)[case]()
+    assert len(calls) == 1 and out.dtype == want.dtype
+    assert_close(out, want.detach().double().numpy(), num_classes=v, reduced=1 if out.ndim else n * v)
+    (out.sum() if out.ndim else out).backward()
+    learnt = [name for name, x in parts.items() if x.requires_grad and x.grad is not None]
+    assert learnt == [name for name, x in whole.items() if x.requires_grad and x.grad is not None]
+    for name in learnt:
+        assert_close(parts[name].grad, whole[name].grad.double().numpy(), num_classes=v, reduced=n)

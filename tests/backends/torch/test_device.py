@@ -1,6 +1,7 @@
 """torch's chunked kernels off the CPU: large half-precision logits on an
 accelerator take the chunked sparse, dense and sigmoid kernels, with bad
-labels clipped and NaN-marked on the device and no value read on the host.
+labels clipped and NaN-marked on the device and no value read on the host,
+and every other loss and option the general formulas chunk by chunk.
 
 On the CPU the device branch is forced (``device_mode``: the host cannot read,
 the CPU-only fused path is off, as on an accelerator) and checked against the
@@ -18,6 +19,7 @@ import xent
 from tests import reference as ref
 from tests.backends.shared import REDUCTIONS, torch_or_skip
 from tests.backends.test_accelerator_mode import _host_reads
+from tests.backends.torch.general import row_calls, row_inputs, row_tensors
 from xent.testing import assert_close
 
 HALF = ["bfloat16", "float16"]
@@ -267,11 +269,38 @@ def _meta_calls(torch, dtype):  # type: ignore[no-untyped-def]
                             "class_weights": torch.empty(V, device="meta"), "reduction": "mean"}),
         "dense": (xent.softmax_cross_entropy, z, soft, {"reduction": "mean"}),
         "sigmoid": (xent.sigmoid_cross_entropy, z, soft, {"reduction": "sum"}),
+        # (the general formulas, chunk by chunk: Backend.rows_in_chunks)
+        "sparse focal": (xent.sparse_softmax_cross_entropy, z, ids, {"focal_gamma": 2.0, "reduction": "mean"}),
+        "sparse poly": (xent.sparse_softmax_cross_entropy, z, ids,
+                        {"poly_epsilon": 1.0, "label_smoothing": 0.1, "ignore_index": -100, "reduction": "mean"}),
+        "sparse class weights learnt": (xent.sparse_softmax_cross_entropy, z, ids,
+                                        {"class_weights": torch.empty(V, device="meta", requires_grad=True),
+                                         "reduction": "mean"}),
+        "dense focal": (xent.softmax_cross_entropy, z, soft, {"focal_gamma": 2.0, "reduction": "mean"}),
+        "dense smoothing": (xent.softmax_cross_entropy, z, soft, {"label_smoothing": 0.1, "reduction": "mean"}),
+        "categorical focal": (xent.categorical_cross_entropy, z, soft, {"focal_gamma": 2.0, "reduction": "mean"}),
+        "sparse categorical": (xent.sparse_categorical_cross_entropy, z, ids, {"reduction": "mean"}),
+        "kl": (xent.kl_divergence, z, soft, {"reduction": "mean"}),
+        "js": (xent.js_divergence, z, soft, {"beta": 0.3, "reduction": "mean"}),
+        "binary focal": (xent.binary_cross_entropy, z, soft, {"focal_gamma": 2.0, "reduction": "mean"}),
+        "sigmoid focal": (xent.sigmoid_cross_entropy, z, soft,
+                          {"focal_gamma": 2.0, "pos_weight": torch.empty(V, device="meta", requires_grad=True),
+                           "reduction": "mean"}),
     }
 
 
-@pytest.mark.parametrize("case", ["sparse", "sparse ignore_index", "sparse none", "sparse options", "dense",
-                                  "sigmoid"])
+#: the elementwise losses' own per-entry float32 loss (4 bytes a value, from
+#: ``Backend.rows_in_chunks``; their reduction follows it) is the one
+#: logits-sized float32 tensor they make: its allocation and the views of it.
+ELEMENTWISE = ("binary focal", "sigmoid focal")
+
+
+META_CASES = ["sparse", "sparse ignore_index", "sparse none", "sparse options", "dense", "sigmoid", "sparse focal",
+              "sparse poly", "sparse class weights learnt", "dense focal", "dense smoothing", "categorical focal",
+              "sparse categorical", "kl", "js", "binary focal", "sigmoid focal"]
+
+
+@pytest.mark.parametrize("case", META_CASES)
 @pytest.mark.parametrize("dtype", HALF)
 def test_half_logits_on_meta_make_no_float32_logits_sized_tensor(case, dtype):
     torch = torch_or_skip()
@@ -280,12 +309,19 @@ def test_half_logits_on_meta_make_no_float32_logits_sized_tensor(case, dtype):
     t = getattr(torch, dtype)
     loss, z, y, options = _meta_calls(torch, t)[case]
     z = z.requires_grad_(True)
+    if y.is_floating_point():
+        y = y.requires_grad_(True)
 
     def step() -> None:
         out = loss(z, y, **options)
         (out.sum() if out.ndim else out).backward()
 
-    assert _float32_logits_sized(step, N * V) == []
+    made = _float32_logits_sized(step, N * V)
+    if case in ELEMENTWISE:
+        assert [op for op, _ in made if op not in ("aten.expand.default", "aten.view.default")] == [
+            "aten.new_empty.default"], made
+    else:
+        assert made == []
     # torch's own loss makes none either (its half kernels compute in float32
     # inside the kernel), and the detector sees the general path's float32
     # copy, which the chunked kernels replace:
@@ -334,3 +370,52 @@ def test_linear_weight_gradient_multiplies_half_operands_into_float32_on_meta():
     assert w.grad.dtype == torch.bfloat16 and len(weight_products) == 4, Products.seen
     assert all(op.startswith(("aten.mm.dtype", "aten.addmm.dtype")) and a == torch.bfloat16
                for op, a, _ in weight_products), weight_products
+
+
+@pytest.mark.parametrize("case", list(row_calls(None)))
+@pytest.mark.parametrize("dtype", HALF)
+def test_general_formulas_on_device_are_chunked_exact_and_read_nothing(device_mode, case, dtype):
+    # Every loss without a kernel of its own (focal, PolyLoss, probabilities,
+    # divergences, learnt class weights and pos_weight) off the CPU: the
+    # general path's formulas chunk by chunk (5 chunks, the last one short),
+    # against the same inputs in float32 taking the whole-array path (the
+    # probability losses' clip bounds are the compute dtype's, so float32, not
+    # float64), values and the gradients of every input that takes one.
+    torch = torch_or_skip()
+    calls = device_mode("chunked_rows", 64 * 256)
+    n, v = 300, 256
+    inputs = row_inputs(n, v)
+    half = row_tensors(torch, inputs, getattr(torch, dtype))
+    wide = row_tensors(torch, inputs, getattr(torch, dtype), whole=True)
+    reads = _host_reads(lambda: row_calls(half.__getitem__)[case]())
+    out = row_calls(half.__getitem__)[case]()
+    want = row_calls(wide.__getitem__)[case]()
+    assert reads == 0 and len(calls) == 2 and out.dtype == getattr(torch, dtype)
+    assert_close(out, want.detach().numpy(), num_classes=v, reduced=1 if out.ndim else out.numel() or n * v)
+    assert _host_reads(lambda: (out.sum() if out.ndim else out).backward()) == 0
+    (want.sum() if want.ndim else want).backward()
+    learnt = [name for name, t in half.items() if t.requires_grad and t.grad is not None]
+    assert "z" in learnt or "probs" in learnt or "unit" in learnt
+    for name in learnt:
+        assert half[name].grad.dtype == half[name].dtype, name
+        # (rounded as xent rounds the float32 gradient: a float16 one may overflow)
+        expected = wide[name].grad.to(half[name].dtype).double().numpy()
+        assert_close(half[name].grad, expected, num_classes=v, reduced=n)
+
+
+def test_general_formulas_on_device_second_order(device_mode):
+    # A recorded backward pass (create_graph=True) through the chunked general
+    # formulas: the whole-array formulas, differentiable (an HVP).
+    torch = torch_or_skip()
+    calls = device_mode("chunked_rows", 64 * 256)
+    inputs = row_inputs(300, 256)
+    half, wide = row_tensors(torch, inputs, torch.bfloat16), row_tensors(torch, inputs, torch.bfloat16, True)
+    grads = []
+    for tensors in (half, wide):
+        out = xent.softmax_cross_entropy(tensors["z"], tensors["soft"], focal_gamma=2.0, reduction="mean")
+        (g,) = torch.autograd.grad(out, tensors["z"], create_graph=True)
+        (hvp,) = torch.autograd.grad((g.float() ** 2).sum(), tensors["z"])
+        grads.append((g, hvp))
+    assert len(calls) == 1 and grads[0][0].requires_grad
+    assert_close(grads[0][0], grads[1][0].detach().numpy(), num_classes=256, reduced=300)
+    assert_close(grads[0][1], grads[1][1].numpy(), num_classes=256, reduced=300)
