@@ -294,6 +294,20 @@ def test_sigmoid_focal_label_gradients(autodiff_fw):  # type: ignore[no-untyped-
     np.testing.assert_allclose(np.asarray(g, np.float64), want, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_sigmoid_focal_gradient_at_zero_logits(autodiff_fw, gamma):  # type: ignore[no-untyped-def]
+    """At ``z = 0``, where ``log(1 - p_t)`` switches between its two sides'
+    formulas, the gradient is the smooth function's (not a one-sided or
+    zero derivative of ``|z|``), for hard and soft labels."""
+    fw = autodiff_fw
+    z = np.array([[0.0, 0.0, 0.0, 1e-3, -1e-3, 0.0]])
+    y = np.array([[1.0, 0.0, 0.3, 1.0, 0.0, 0.8]])
+    (g,) = fw.grad(lambda a: xent.sigmoid_cross_entropy(a, fw.asarray(y, "float64"), focal_gamma=gamma,
+                                                        reduction="sum"), [fw.asarray(z, "float64")])
+    want = _fd_grad(lambda a: ref_sigmoid(a, y, gamma=gamma, reduction="sum"), z)
+    np.testing.assert_allclose(np.asarray(g, np.float64), want, rtol=1e-6, atol=1e-8)
+
+
 # ------------------------------------------- saturated and infinite logits
 EXTREMES = np.array([30.0, -30.0, 1e4, -1e4, np.inf, -np.inf])
 
