@@ -70,10 +70,9 @@ _BRANCH = (
     "Σy and Σy·d), broadcast_subtract_fusion (d = z - m, shared by Σe^d and the guard) and "
     "and_select_fusion (the 0·inf guard, a select the YNN reduce fusion does not take)"
 )
-_GUARDS = (
-    "the 0·log 0 guards of xlogy (Backend.weigh: selects) and the clip (a clamp) are ops XLA:CPU's YNN "
-    "reduce fusion does not take, so their [N, V] results are written out, and each float32 upcast "
-    "read by two reductions (wrapped_convert) too"
+_CLAMP = (
+    "the clip (a clamp) is an op XLA:CPU's YNN reduce fusion does not take, so its [N, V] result is "
+    "written out, and each float32 upcast read by two reductions (wrapped_convert) too"
 )
 _SIGMOID = (
     "traced.binary_nll's lax.cond returns the elementwise loss: cond.1.clone (its result), "
@@ -100,19 +99,19 @@ NO_F32: dict[tuple[str, str], str] = {
     "and labels and broadcast_subtract_fusion (z - m): 3.0 N·V·4 (optax 4.5)",
     ("sigmoid_cross_entropy", "forward"): _SIGMOID,
     ("sigmoid_cross_entropy", "backward"): _SIGMOID,
-    ("categorical_cross_entropy", "forward"): _GUARDS + ": wrapped_convert (probs), wrapped_convert "
-    "(labels), and_select_fusion (y·log q guarded): 2.0 N·V·4",
-    ("categorical_cross_entropy", "backward"): _GUARDS + ": wrapped_convert x2, clamp_log_fusion, "
-    "divide_multiply_fusion, and_select_fusion: 4.0 N·V·4",
+    ("categorical_cross_entropy", "forward"): _CLAMP + ": wrapped_convert (probs), broadcast_clamp_fusion "
+    "(clip(p / Σp)): 1.0 N·V·4, the jnp formula as much",
+    ("categorical_cross_entropy", "backward"): _CLAMP + ": wrapped_convert x2, broadcast_clamp_fusion, "
+    "divide_multiply_fusion: 4.0 N·V·4",
     ("sparse_categorical_cross_entropy", "forward"): "clamp_log_fusion: log(clip(p)), the logits "
     "Backend.nll gets, computed in float32 with a clamp XLA:CPU's YNN reduce fusion does not take, read "
     "by the max, the row sum and the gather: 1.0 N·V·4 (optax-style jnp formula 1.5)",
     ("sparse_categorical_cross_entropy", "backward"): "clamp_log_fusion (log(clip(p)) in float32, as "
     "forward); the derivative itself (traced.nll) writes none: 1.0 N·V·4 (jnp formula 2.5)",
-    ("binary_cross_entropy", "forward"): _GUARDS + ": wrapped_convert (labels), broadcast_subtract_fusion "
-    "(1 - y), and_select_fusion x2 (the two guarded xlogy terms), all read by one YNN reduce: 4.0 N·V·4",
-    ("binary_cross_entropy", "backward"): _GUARDS + ": clamp_log_fusion, subtract_log_fusion, "
-    "wrapped_convert, broadcast_subtract_fusion, and_select_fusion x2: 5.0 N·V·4 (jnp formula 5.5)",
+    ("binary_cross_entropy", "forward"): _CLAMP + ": broadcast_clamp_fusion (clip(p), read by both logs' "
+    "reduce): 1.0 N·V·4",
+    ("binary_cross_entropy", "backward"): _CLAMP + ": broadcast_clamp_fusion, clamp_subtract_fusion, "
+    "wrapped_convert, broadcast_subtract_fusion: 4.0 N·V·4 (jnp formula 5.5)",
     ("sparse-label_smoothing", "forward"): _NO_NARROW + " (Backend.smoothed_nll), and "
     "broadcast_subtract_fusion (d = z - m, read by Σe^d and Σd): 1.0 N·V·4 (optax 1.5)",
     ("sparse-label_smoothing", "backward"): _NO_NARROW + _BACKWARD_ROWS + ": 2.0 N·V·4 (optax 4.0)",
@@ -125,12 +124,10 @@ NO_F32: dict[tuple[str, str], str] = {
 WORSE_THAN_NATIVE: dict[tuple[str, str], str] = {
     ("softmax_cross_entropy", "forward"): NO_F32[("softmax_cross_entropy", "forward")]
     + "; optax's loss writes 1.0 N·V·4 (at 4096x32000: xent 3.0, optax none)",
-    ("categorical_cross_entropy", "forward"): NO_F32[("categorical_cross_entropy", "forward")]
-    + "; the jnp formula (no guard) writes 1.0 N·V·4",
     ("categorical_cross_entropy", "backward"): NO_F32[("categorical_cross_entropy", "backward")]
     + "; the jnp formula writes 3.0 N·V·4",
     ("binary_cross_entropy", "forward"): NO_F32[("binary_cross_entropy", "forward")]
-    + "; the jnp formula (no guard) is one YNN fusion, no temporary",
+    + "; the jnp formula is one YNN fusion, no temporary",
 }
 
 

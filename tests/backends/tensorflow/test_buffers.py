@@ -100,17 +100,17 @@ NO_F32: dict[tuple[str, str], str] = {
     ("sigmoid_cross_entropy", "forward"): _SIGMOID,
     ("sigmoid_cross_entropy", "backward"): _SIGMOID,
     ("categorical_cross_entropy", "forward"): "wrapped_convert (the probabilities' upcast, read by Σp and "
-    "the log term) and select_multiply_fusion (y·log q with xlogy's 0·log 0 guard, a reduce input; "
-    + _REDUCE + "): 1.03 N·V·4, the Keras formula as much",
+    "the log term) and log_multiply_fusion (y·log q, a reduce input; " + _REDUCE + "): 1.03 N·V·4, "
+    "the Keras formula as much",
     ("categorical_cross_entropy", "backward"): "wrapped_convert, broadcast_divide_fusion x2 (p / Σp), "
-    "clamp_log_fusion, select_multiply_fusion (xlogy's guard) and divide_multiply_fusion: autodiff of "
-    "the normalise-clip-xlogy formula in float32: 5.0 N·V·4 (the Keras formula 2.0)",
+    "log_multiply_fusion and divide_multiply_fusion: autodiff of the normalise-clip-log formula in "
+    "float32: 3.0 N·V·4 (the Keras formula 2.0)",
     ("sparse_categorical_cross_entropy", "forward"): _CLIP + ": 2.0 N·V·4 (native 1.53)",
     ("sparse_categorical_cross_entropy", "backward"): _CLIP + ": 2.0 N·V·4 (native 2.53)",
     ("binary_cross_entropy", "forward"): "multiply_add_fusion: the elementwise loss, the input of the "
     "mean's tf.reduce_sum (" + _REDUCE + "): 1.0 N·V·4, the Keras formula as much",
-    ("binary_cross_entropy", "backward"): "multiply_add_fusion (the reduce input), clamp_log_fusion and "
-    "subtract_log_fusion (log q and log(1 - q) kept for the backward): 2.0 N·V·4 (Keras formula 2.5)",
+    ("binary_cross_entropy", "backward"): "multiply_add_fusion (the reduce input, as forward): 1.0 N·V·4 "
+    "(Keras formula 2.5)",
     ("sparse-z_loss", "forward"): "wrapped_convert (the upcast logits, read by the gather and the "
     "reductions) and subtract_exponential_fusion (exp(z - m), the row sum's input; " + _REDUCE
     + "): _rows.row_stats with tf.reduce_*: 1.03 N·V·4 (native 2.5)",
