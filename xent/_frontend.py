@@ -210,15 +210,21 @@ def check_fraction(name: str, value: Any, upper: float) -> float:
     return number
 
 
-def clip_keeps_positive(epsilon: float, compute: str) -> bool:
-    """Whether probabilities clipped to ``[ε, 1-ε]`` in the dtype ``compute``
-    keep ``p`` and ``1 - p`` positive, so ``log`` of either is finite: then a
-    label times that log needs no guard against ``0·(-inf)``
-    (:meth:`Backend.weigh`), which would change nothing. Not for ``ε = 0``,
-    nor for an ``ε`` the dtype rounds to 0 or ``1 - ε`` to 1. (Plain Python
-    comparisons: torch.compile traces NumPy scalars as tensors.)"""
-    low, high = _CLIP_LIMITS[compute]
-    return epsilon > low and 1.0 - epsilon < high
+def clipped_log_product(p: Predictions, epsilon: float) -> Callable[[Array, Array], Array]:
+    """How a label multiplies ``log p`` or ``log(1 - p)`` of probabilities
+    clipped to ``[ε, 1-ε]``: a plain product where the clip keeps ``p`` and
+    ``1 - p`` positive in the compute dtype, so the log is finite and the
+    guard against ``0·(-inf)`` (:meth:`Backend.weigh`) would change nothing;
+    that guard for ``ε = 0``, or an ``ε`` the dtype rounds to 0 or ``1 - ε``
+    to 1. (Plain Python comparisons: torch.compile traces NumPy scalars as
+    tensors.)"""
+    low, high = _CLIP_LIMITS[p.compute_dtype]
+    return _product if epsilon > low and 1.0 - epsilon < high else p.backend.weigh
+
+
+def _product(weight: Array, value: Array) -> Array:
+    """``weight * value``: :meth:`Backend.weigh` where ``value`` is finite."""
+    return weight * value
 
 
 #: per compute dtype: the largest ε that rounds to 0 there, and the smallest

@@ -393,8 +393,7 @@ def categorical_cross_entropy(
     gamma = fe.check_focal_gamma(focal_gamma)
     be = p.backend
     y = fe.float_labels(p, labels, cast=False)
-    # (log q finite: the plain product; else the guarded one)
-    times = _product if fe.clip_keeps_positive(eps, p.compute_dtype) else be.weigh
+    times = fe.clipped_log_product(p, eps)
 
     def rows(q: Array, y: Array) -> Array:
         q, y = be.cast(q, p.compute_dtype), be.cast(y, p.compute_dtype)
@@ -526,8 +525,7 @@ def binary_cross_entropy(
     balance = fe.check_focal_alpha(focal_alpha)
     be = p.backend
     y = fe.float_labels(p, labels, cast=False)
-    # (log q and log(1 - q) finite: the plain products; else the guarded ones)
-    times = _product if fe.clip_keeps_positive(eps, p.compute_dtype) else be.weigh
+    times = fe.clipped_log_product(p, eps)
 
     def rows(given: Array, y: Array) -> Array:
         given, y = be.cast(given, p.compute_dtype), be.cast(y, p.compute_dtype)
@@ -559,8 +557,3 @@ LOSSES = (
 )
 #: those whose labels are integer class ids
 CLASS_ID_LOSSES = ("sparse_softmax_cross_entropy", "sparse_categorical_cross_entropy")
-
-
-def _product(weight: Array, value: Array) -> Array:
-    """``weight * value``: :meth:`Backend.weigh` where ``value`` is finite."""
-    return weight * value

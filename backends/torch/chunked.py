@@ -7,6 +7,7 @@ them per chunk for the backward pass."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -35,13 +36,17 @@ def _compute_dtype(x: Array) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+def _rows_per_chunk(z: Array) -> int:
+    """Rows of ``z`` (along its first axis) per chunk: :func:`chunk_elements` values, at least one row."""
+    return max(1, chunk_elements(z) // max(math.prod(z.shape[1:]), 1))
+
+
 def _chunk_plan(z: Array) -> tuple[torch.dtype, int, Buffers]:
     """The compute dtype of logits ``z [N, C]``, the rows per chunk and the
     chunks' reused buffers."""
     n, c = z.shape
-    compute = _compute_dtype(z)
-    chunk = max(1, chunk_elements(z) // max(c, 1))
-    return compute, chunk, Buffers(min(chunk, n), c, z.device, True)
+    chunk = _rows_per_chunk(z)
+    return _compute_dtype(z), chunk, Buffers(min(chunk, n), c, z.device, True)
 
 
 def _spans(n: int, chunk: int) -> Any:
@@ -413,8 +418,7 @@ class _ChunkedRows(torch.autograd.Function):
     def forward(ctx: Any, body: Any, sliced: tuple[bool, ...], *args: Array | None) -> Array:  # type: ignore[override]
         z = args[0]
         assert z is not None  # (the caller passes the predictions first)
-        n = z.shape[0]
-        step = max(1, chunk_elements(z) // max(z[0].numel(), 1))
+        n, step = z.shape[0], _rows_per_chunk(z)
         out = None
         for start, stop in _spans(n, step):
             part = body(*_rows_of(args, sliced, start, stop))

@@ -84,6 +84,13 @@ def _on_device(logits: Array, reduction: str, axis: int | None = None) -> bool:
         return False
     if logits.numel() <= CHUNKED_MIN or tensors.host_readable(logits):
         return False
+    return _eager_rows(logits, axis)
+
+
+def _eager_rows(logits: Array, axis: int | None) -> bool:
+    """Whether a chunked kernel can take ``logits``: ``[N, C]`` with the
+    class axis last (``axis``; None: an elementwise loss, any shape),
+    eagerly, outside torch.autocast, autodiff's forward mode and torch.func."""
     if axis is not None and not (logits.ndim == 2 and type(axis) is int and axis in (1, -1)):
         return False
     return not (forward_mode() or autocast(logits) or _is_compiling() or _functorch_active())
@@ -98,9 +105,7 @@ def _cpu_chunked(logits: Array, axis: Any) -> bool:
     temporary, where the kernel's chunks stay in cache.)"""
     if type(logits) is not _Tensor or logits.dtype not in _FUSED_DTYPES or not tensors.host_readable(logits):
         return False
-    if logits.numel() <= CHUNKED_MIN or not (logits.ndim == 2 and type(axis) is int and axis in (1, -1)):
-        return False
-    return not (forward_mode() or autocast(logits) or _is_compiling() or _functorch_active())
+    return logits.numel() > CHUNKED_MIN and axis is not None and _eager_rows(logits, axis)
 
 
 def rows_chunked(logits: Array, axis: int | None) -> bool:
@@ -115,11 +120,7 @@ def rows_chunked(logits: Array, axis: int | None) -> bool:
     (``benchmarks/family.py``)."""
     if type(logits) is not _Tensor or logits.numel() <= CHUNKED_MIN:
         return False
-    if not tensors.host_readable(logits):
-        return _on_device(logits, "none", axis)
-    if axis is not None and not (logits.ndim == 2 and type(axis) is int and axis in (1, -1)):
-        return False
-    return not (forward_mode() or autocast(logits) or _is_compiling() or _functorch_active())
+    return _eager_rows(logits, axis) if tensors.host_readable(logits) else _on_device(logits, "none", axis)
 
 
 def _cross_entropy(x: Array, target: Array, enum: int, ignore_index: int = -100, weight: Array | None = None,
